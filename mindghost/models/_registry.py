@@ -1,0 +1,110 @@
+"""Model registry: `register_model`, `list_models`, `create_model` and per-variant default cfgs."""
+import difflib
+import fnmatch
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DefaultCfg:
+    """What a variant's weights expect at evaluation, and where published numbers come from.
+
+    validate.py builds its eval transforms from these fields unless the recipe overrides them.
+    """
+
+    input_size: Tuple[int, int, int] = (3, 224, 224)
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
+    mean: Tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
+    std: Tuple[float, float, float] = IMAGENET_DEFAULT_STD
+    num_classes: int = 1000
+    first_conv: str = "conv_stem"
+    classifier: str = "classifier"
+    weights: str = ""  # where published weights come from (file name or URL), "" when none
+    paper_top1: Optional[float] = None
+    paper: str = ""
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+_model_entrypoints: Dict[str, Callable] = {}
+_model_to_family: Dict[str, str] = {}
+_model_default_cfgs: Dict[str, DefaultCfg] = {}
+
+
+def register_model(fn: Callable) -> Callable:
+    """Register a model constructor under its function name; its module must define `default_cfgs[name]`."""
+    name = fn.__name__
+    if name in _model_entrypoints:
+        raise ValueError(f"model '{name}' is registered twice ({_model_to_family[name]} and {fn.__module__})")
+    module = sys.modules[fn.__module__]
+    cfgs = getattr(module, "default_cfgs", {})
+    if name not in cfgs:
+        raise ValueError(f"model '{name}' has no entry in {fn.__module__}.default_cfgs")
+    _model_entrypoints[name] = fn
+    _model_to_family[name] = fn.__module__.split(".")[-1]
+    _model_default_cfgs[name] = cfgs[name]
+    return fn
+
+
+def list_models(pattern: str = "*", family: str = "") -> List[str]:
+    """Sorted names of registered models matching a shell-style `pattern` (and optionally a family file)."""
+    names = (n for n in _model_entrypoints if fnmatch.fnmatchcase(n, pattern))
+    return sorted(n for n in names if not family or _model_to_family[n] == family)
+
+
+def is_model(name: str) -> bool:
+    return name in _model_entrypoints
+
+
+def model_family(name: str) -> str:
+    return _model_to_family[_check_name(name)]
+
+
+def get_default_cfg(name: str) -> DefaultCfg:
+    return _model_default_cfgs[_check_name(name)]
+
+
+def _check_name(name: str) -> str:
+    if name not in _model_entrypoints:
+        close = difflib.get_close_matches(name, _model_entrypoints, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"Unknown model '{name}'.{hint} Registered models: {', '.join(sorted(_model_entrypoints))}."
+        )
+    return name
+
+
+def create_model(
+    name: str,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    drop_rate: Optional[float] = None,
+    checkpoint_path: Optional[str] = None,
+    ema: bool = False,
+    **kwargs: Any,
+):
+    """Build a registered model; `checkpoint_path` loads weights strictly (a missing or mismatched key raises).
+
+    `drop_rate=None` keeps the variant's published default. `ema=True` loads the EMA copy of a
+    mindghost training checkpoint. Extra keyword arguments go to the family's model class
+    (for example `width=`, `ratio=`, `dw_size=` for GhostNet).
+    """
+    fn = _model_entrypoints[_check_name(name)]
+    if drop_rate is not None:
+        kwargs["drop_rate"] = drop_rate
+    model = fn(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    cfg = _model_default_cfgs[name].to_dict()
+    cfg.update(num_classes=num_classes, input_size=(in_channels,) + tuple(cfg["input_size"][1:]), architecture=name)
+    model.default_cfg = cfg
+    if checkpoint_path:
+        from ._weights import load_checkpoint
+
+        load_checkpoint(model, checkpoint_path, ema=ema)
+    return model

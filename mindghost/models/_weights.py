@@ -1,0 +1,153 @@
+"""Loading weights into a model: the one place that reads checkpoints for inference or fine-tuning.
+
+Accepted files: mindghost checkpoints (plain weights, or training checkpoints that also hold optimizer
+state, EMA copies as ``ema.<name>`` and a ``mindghost_meta`` entry), MindCV checkpoints, `.safetensors`,
+and PyTorch state dicts (`.pth`, `.pth.tar`, `.pt`, read without torch and without executing pickled code).
+Every model parameter must be present with the right shape; anything else is an error listing the keys.
+"""
+import json
+import os
+import sys
+from typing import Dict, List, Mapping, Optional
+
+import numpy as np
+from mindspore import Parameter, Tensor, load_param_into_net, nn
+from mindspore import load_checkpoint as ms_load_checkpoint
+
+TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin")
+META_KEY = "mindghost_meta"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into the requested model; the message says what to do."""
+
+
+def read_checkpoint(path: str) -> Dict[str, object]:
+    """Read a checkpoint file into {name: Parameter or ndarray}, with a clear error for bad paths or files."""
+    if not path or not os.path.isfile(path):
+        raise CheckpointError(
+            f"Checkpoint not found: '{path}'. Pass an existing file to --ckpt_path "
+            "(a .ckpt from mindghost or MindCV, a .safetensors, or an official .pth)."
+        )
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"Checkpoint '{path}' is an empty file (0 bytes); it was probably cut off while saving.")
+    if path.endswith(TORCH_SUFFIXES):
+        from ..convert.pth import read_pth  # no torch needed: restricted unpickler
+
+        return dict(read_pth(path))
+    fmt = "safetensors" if path.endswith(".safetensors") else "ckpt"
+    try:
+        return dict(ms_load_checkpoint(path, format=fmt))
+    except Exception as e:  # MindSpore raises ValueError/RuntimeError with a terse message for damaged files
+        raise CheckpointError(
+            f"Could not read '{path}' as a MindSpore {fmt} checkpoint ({type(e).__name__}: {e}). "
+            "The file is truncated, corrupt or not a checkpoint; use another checkpoint from the run directory."
+        ) from e
+
+
+def _as_numpy(value) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, (Parameter, Tensor)):
+        return value.asnumpy()
+    return np.asarray(value)
+
+
+def _is_training_state(key: str, model_keys: Mapping[str, object]) -> bool:
+    """Optimizer slots (`moments.<param>`), EMA copies (`ema.<param>`) and scalar bookkeeping entries."""
+    if "." not in key:
+        return True  # learning_rate, global_step, mindghost_meta, epoch_num, ...
+    return key.split(".", 1)[1] in model_keys
+
+
+def _format_keys(keys: List[str], limit: int = 12) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_state_dict(model: nn.Cell, state: Mapping[str, object], source: str = "checkpoint", ema: bool = False) -> None:
+    """Load {name: array} into `model` strictly: missing, unexpected or mis-shaped keys raise CheckpointError."""
+    params = model.parameters_dict()
+    if ema:
+        ema_state = {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")}
+        if not ema_state:
+            raise CheckpointError(f"--ema was asked for, but {source} holds no EMA weights ('ema.*' keys).")
+        state = ema_state
+    missing = sorted(k for k in params if k not in state)
+    unexpected = sorted(k for k in state if k not in params and not _is_training_state(k, params))
+    shapes = []
+    for k, p in params.items():
+        if k in state:
+            shape = tuple(_as_numpy(state[k]).shape)
+            if shape != tuple(p.shape):
+                shapes.append(f"{k}: checkpoint {shape} vs model {tuple(p.shape)}")
+    if missing or unexpected or shapes:
+        arch = getattr(model, "default_cfg", {}).get("architecture", type(model).__name__)
+        lines = [f"{source} does not match model '{arch}':"]
+        if missing:
+            lines.append(f"  missing {len(missing)} key(s): {_format_keys(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected {len(unexpected)} key(s): {_format_keys(unexpected)}")
+        if shapes:
+            lines.append(f"  {len(shapes)} shape mismatch(es): {_format_keys(shapes, 6)}")
+        cls = getattr(model, "default_cfg", {}).get("classifier", "classifier")
+        if any(s.startswith(cls + ".") for s in shapes):
+            lines.append("  The classifier differs: set num_classes to the checkpoint's class count.")
+        lines.append("  Check that the model name and num_classes match the run that wrote the checkpoint; "
+                     "official PyTorch weights go through scripts/convert_weights.py.")
+        raise CheckpointError("\n".join(lines))
+    to_load = {}
+    for k, p in params.items():
+        to_load[k] = Parameter(Tensor(_as_numpy(state[k]), dtype=p.dtype), name=k)
+    not_loaded, _ = load_param_into_net(model, to_load, strict_load=True)
+    if not_loaded:  # load_param_into_net returns, rather than raises, what it skipped
+        raise CheckpointError(f"{source}: parameters not loaded: {_format_keys(sorted(not_loaded))}")
+
+
+def load_checkpoint(model: nn.Cell, path: str, ema: bool = False, filter_fn=None) -> Optional[dict]:
+    """Load weights from `path` into `model`; returns the mindghost metadata dict when the file has one."""
+    state = read_checkpoint(path)
+    meta = state.pop(META_KEY, None)
+    if filter_fn is None and path.endswith(TORCH_SUFFIXES):
+        filter_fn = _family_filter_fn(model)
+    if filter_fn is not None:
+        state = filter_fn(state, model)
+    load_state_dict(model, state, source=f"Checkpoint '{path}'", ema=ema)
+    if meta is None:
+        return None
+    return json.loads(meta if isinstance(meta, str) else str(meta))
+
+
+def _family_filter_fn(model: nn.Cell):
+    """The `checkpoint_filter_fn` of the family file that defines `model`'s class (PyTorch → mindghost names)."""
+    module = sys.modules[type(model).__module__]
+    fn = getattr(module, "checkpoint_filter_fn", None)
+    if fn is None:
+        raise CheckpointError(f"{type(model).__name__} has no PyTorch weight mapping (checkpoint_filter_fn).")
+    return fn
+
+
+def torch_bn_rename(key: str) -> str:
+    """PyTorch BatchNorm names → MindSpore's (weight→gamma, bias→beta, running_*→moving_*)."""
+    for old, new in ((".running_mean", ".moving_mean"), (".running_var", ".moving_variance")):
+        if key.endswith(old):
+            return key[: -len(old)] + new
+    return key
+
+
+def rename_torch_state_dict(state: Mapping[str, object], model: nn.Cell, rename=None) -> Dict[str, np.ndarray]:
+    """Generic PyTorch → MindSpore renaming: apply `rename`, then BN names; drop `num_batches_tracked`
+    and profiler entries (`total_ops`, `total_params`). BN weight/bias become gamma/beta only where the
+    model has a BN there, so convolution and linear weights keep their names."""
+    params = model.parameters_dict()
+    out = {}
+    for key, value in state.items():
+        if key.endswith(("num_batches_tracked", "total_ops", "total_params")):
+            continue
+        key = rename(key) if rename else key
+        key = torch_bn_rename(key)
+        for old, new in ((".weight", ".gamma"), (".bias", ".beta")):
+            if key.endswith(old) and key not in params and key[: -len(old)] + new in params:
+                key = key[: -len(old)] + new
+        out[key] = _as_numpy(value)
+    return out

@@ -1,0 +1,131 @@
+"""Building blocks shared by the Ghost family: width rounding, activations, SE, conv-BN-act, the Ghost module."""
+import math
+from typing import Optional, Type
+
+from mindspore import Tensor, nn, ops
+from mindspore.common import initializer as init
+
+
+def make_divisible(v: float, divisor: int = 4, min_value: Optional[int] = None) -> int:
+    """Round `v` to the nearest multiple of `divisor`, never going down by more than 10%."""
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+class HardSigmoid(nn.Cell):
+    """relu6(x + 3) / 6, the gate of GhostNet's SE blocks."""
+
+    def construct(self, x: Tensor) -> Tensor:
+        return ops.relu6(x + 3.0) / 6.0
+
+
+class SqueezeExcite(nn.Cell):
+    """Global pool → 1×1 conv (bias) → act → 1×1 conv (bias) → gate, multiplied back onto the input."""
+
+    def __init__(
+        self,
+        channels: int,
+        rd_ratio: float = 0.25,
+        divisor: int = 4,
+        act_layer: Type[nn.Cell] = nn.ReLU,
+        gate_layer: Type[nn.Cell] = HardSigmoid,
+    ) -> None:
+        super().__init__()
+        rd_channels = make_divisible(channels * rd_ratio, divisor)
+        self.conv_reduce = nn.Conv2d(channels, rd_channels, 1, has_bias=True)
+        self.act = act_layer()
+        self.conv_expand = nn.Conv2d(rd_channels, channels, 1, has_bias=True)
+        self.gate = gate_layer()
+
+    def construct(self, x: Tensor) -> Tensor:
+        x_se = x.mean(axis=(2, 3), keep_dims=True)
+        x_se = self.conv_expand(self.act(self.conv_reduce(x_se)))
+        return x * self.gate(x_se)
+
+
+def conv2d(in_chs: int, out_chs: int, kernel_size, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
+    """A PyTorch-style convolution: symmetric zero padding of kernel//2 (so PyTorch weights port exactly)."""
+    if isinstance(kernel_size, int):
+        padding = kernel_size // 2
+    else:  # (kh, kw) → MindSpore's (top, bottom, left, right)
+        padding = (kernel_size[0] // 2, kernel_size[0] // 2, kernel_size[1] // 2, kernel_size[1] // 2)
+    return nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad_mode="pad", padding=padding,
+                     group=groups, has_bias=bias)
+
+
+class ConvBnAct(nn.Cell):
+    """conv → BN → ReLU, stored as `features.{0,1}` so MindCV checkpoints load without renaming."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1) -> None:
+        super().__init__()
+        self.features = nn.SequentialCell([conv2d(in_chs, out_chs, kernel_size, stride), nn.BatchNorm2d(out_chs),
+                                           nn.ReLU()])
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+
+class GhostModule(nn.Cell):
+    """Ghost module: a primary k×k conv makes ceil(oup/s) channels, a cheap d×d depthwise conv makes the
+    other (s-1)/s, and the concatenation is cut to `oup` channels.
+
+    The cut is emitted only when it removes channels: a no-op StridedSlice is slow on CPU and breaks nothing
+    by its absence (the outputs are bit-identical).
+    """
+
+    def __init__(
+        self,
+        inp: int,
+        oup: int,
+        kernel_size: int = 1,
+        ratio: int = 2,
+        dw_size: int = 3,
+        stride: int = 1,
+        relu: bool = True,
+    ) -> None:
+        super().__init__()
+        if ratio < 2:
+            raise ValueError(f"Ghost module ratio s must be >= 2 (s=1 would have no cheap features), got {ratio}")
+        self.oup = oup
+        init_channels = math.ceil(oup / ratio)
+        new_channels = init_channels * (ratio - 1)
+        self.trim = init_channels + new_channels != oup
+        self.primary_conv = nn.SequentialCell([
+            conv2d(inp, init_channels, kernel_size, stride),
+            nn.BatchNorm2d(init_channels),
+            nn.ReLU() if relu else nn.Identity(),
+        ])
+        self.cheap_operation = nn.SequentialCell([
+            conv2d(init_channels, new_channels, dw_size, groups=init_channels),
+            nn.BatchNorm2d(new_channels),
+            nn.ReLU() if relu else nn.Identity(),
+        ])
+
+    def construct(self, x: Tensor) -> Tensor:
+        x1 = self.primary_conv(x)
+        x2 = self.cheap_operation(x1)
+        out = ops.concat((x1, x2), axis=1)
+        if self.trim:
+            out = out[:, : self.oup]
+        return out
+
+
+def init_weights(model: nn.Cell) -> None:
+    """Explicit init for a conv net: He-normal (fan_out) convs, N(0, 0.01) linear, BN γ=1 β=0, zero biases."""
+    for _, cell in model.cells_and_names():
+        if isinstance(cell, nn.Conv2d):
+            cell.weight.set_data(init.initializer(init.HeNormal(mode="fan_out", nonlinearity="relu"),
+                                                  cell.weight.shape, cell.weight.dtype))
+            if cell.bias is not None:
+                cell.bias.set_data(init.initializer("zeros", cell.bias.shape, cell.bias.dtype))
+        elif isinstance(cell, nn.Dense):
+            cell.weight.set_data(init.initializer(init.Normal(0.01), cell.weight.shape, cell.weight.dtype))
+            if cell.bias is not None:
+                cell.bias.set_data(init.initializer("zeros", cell.bias.shape, cell.bias.dtype))
+        elif isinstance(cell, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            cell.gamma.set_data(init.initializer("ones", cell.gamma.shape, cell.gamma.dtype))
+            cell.beta.set_data(init.initializer("zeros", cell.beta.shape, cell.beta.dtype))
+
