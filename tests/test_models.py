@@ -16,11 +16,27 @@ EXPECTED_PARAMS = {
     "ghostnet_050": 2_587_292,
     "ghostnet_100": 5_182_508,
     "ghostnet_130": 7_358_820,
+    # G-GhostNet: the huawei-noah g_ghost_regnet.py count (published: 032/040/080/160 = 10.51/15.73/24.59/32.38M)
+    "g_ghost_regnetx_002": 1_825_440,
+    "g_ghost_regnetx_004": 2_884_456,
+    "g_ghost_regnetx_006": 4_029_776,
+    "g_ghost_regnetx_008": 5_248_328,
+    "g_ghost_regnetx_016": 7_109_660,
+    "g_ghost_regnetx_032": 10_511_000,
+    "g_ghost_regnetx_040": 15_726_268,
+    "g_ghost_regnetx_064": 17_993_748,
+    "g_ghost_regnetx_080": 24_586_928,
+    "g_ghost_regnetx_120": 30_627_208,
+    "g_ghost_regnetx_160": 32_381_704,
+    "g_ghost_regnetx_320": 62_815_448,
 }
-EXPECTED_PARAMS_APPROX = {}  # name: (params, relative tolerance)
+# The paper gives Ghost-ResNet-50 to 0.1M only (no code or weights were released): within 2%.
+EXPECTED_PARAMS_APPROX = {"ghost_resnet50": (13.0e6, 0.02), "ghost_resnet50_s4": (6.5e6, 0.02)}
 
 # MACs at 224×224 from the reference code (profiled with thop's conv/linear convention), checked within 1%.
-EXPECTED_MACS = {"ghostnet_050": 42.3e6, "ghostnet_100": 141.2e6, "ghostnet_130": 227.0e6}
+EXPECTED_MACS = {"ghostnet_050": 42.3e6, "ghostnet_100": 141.2e6, "ghostnet_130": 227.0e6,
+                 "g_ghost_regnetx_032": 1.80e9, "g_ghost_regnetx_040": 2.23e9, "g_ghost_regnetx_080": 4.15e9,
+                 "g_ghost_regnetx_160": 9.00e9}
 
 ALL_MODELS = mindghost.list_models()
 SMALL_INPUT = (2, 3, 64, 64)

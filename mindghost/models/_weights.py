@@ -22,8 +22,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded into the requested model; the message says what to do."""
 
 
-def read_checkpoint(path: str) -> Dict[str, object]:
-    """Read a checkpoint file into {name: Parameter or ndarray}, with a clear error for bad paths or files."""
+def read_checkpoint(path: str, ema: bool = False) -> Dict[str, object]:
+    """Read a checkpoint file into {name: Parameter or ndarray}, with a clear error for bad paths or files.
+
+    For PyTorch files `ema=True` picks the EMA state dict (`state_dict_ema`, ...) already here."""
     if not path or not os.path.isfile(path):
         raise CheckpointError(
             f"Checkpoint not found: '{path}'. Pass an existing file to --ckpt_path "
@@ -34,7 +36,7 @@ def read_checkpoint(path: str) -> Dict[str, object]:
     if path.endswith(TORCH_SUFFIXES):
         from ..convert.pth import read_pth  # no torch needed: restricted unpickler
 
-        return dict(read_pth(path))
+        return dict(read_pth(path, ema=ema))
     fmt = "safetensors" if path.endswith(".safetensors") else "ckpt"
     try:
         return dict(ms_load_checkpoint(path, format=fmt))
@@ -106,10 +108,11 @@ def load_state_dict(model: nn.Cell, state: Mapping[str, object], source: str = "
 
 def load_checkpoint(model: nn.Cell, path: str, ema: bool = False, filter_fn=None) -> Optional[dict]:
     """Load weights from `path` into `model`; returns the mindghost metadata dict when the file has one."""
-    state = read_checkpoint(path)
+    state = read_checkpoint(path, ema=ema)
     meta = state.pop(META_KEY, None)
-    if filter_fn is None and path.endswith(TORCH_SUFFIXES):
-        filter_fn = _family_filter_fn(model)
+    if path.endswith(TORCH_SUFFIXES):
+        ema = False  # read_pth already chose the EMA state dict
+        filter_fn = filter_fn or _family_filter_fn(model)
     if filter_fn is not None:
         state = filter_fn(state, model)
     load_state_dict(model, state, source=f"Checkpoint '{path}'", ema=ema)

@@ -150,11 +150,10 @@ class GhostNet(nn.Cell):
 def checkpoint_filter_fn(state_dict: Dict[str, np.ndarray], model: nn.Cell) -> Dict[str, np.ndarray]:
     """PyTorch (huawei-noah reference or timm) GhostNet v1 names → mindghost names."""
 
-    def rename(key: str) -> str:
-        last = f"blocks.{len(model.blocks) - 1}.0."
-        if key.startswith(last):  # the final 1×1 conv-BN-ReLU: `conv`/`bn1` → MindCV's `features.{0,1}`
-            key = key.replace(last + "conv.", last[:-2] + ".features.0.").replace(last + "bn1.", last[:-2] + ".features.1.")
-        return key
+    last = f"blocks.{len(model.blocks) - 1}"
+
+    def rename(key: str) -> str:  # the final 1×1 conv-BN-ReLU: `.0.conv`/`.0.bn1` → MindCV's `.features.{0,1}`
+        return key.replace(last + ".0.conv.", last + ".features.0.").replace(last + ".0.bn1.", last + ".features.1.")
 
     return rename_torch_state_dict(state_dict, model, rename)
 

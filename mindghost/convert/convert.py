@@ -1,0 +1,159 @@
+"""Convert published weights (PyTorch `.pth`/`.pth.tar`/`.pt`/`.bin`, MindCV or mindghost `.ckpt`) into a
+self-describing mindghost checkpoint.
+
+    python scripts/convert_weights.py --model ghostnet_100 --src state_dict_73.98.pth --out ghostnet_100_official.ckpt
+
+The weights go through the same strict loader as training and validation (`mindghost.models.load_checkpoint`:
+family name mapping, then every parameter present with the right shape), and the output is written atomically
+with a `mindghost_meta` JSON entry: architecture, class count, source file and sha256, eval preprocessing.
+"""
+import argparse
+import hashlib
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+
+__all__ = ["CONVERTER_VERSION", "ConvertError", "convert", "main", "sha256_file"]
+
+CONVERTER_VERSION = "1"
+EVAL_KEYS = ("input_size", "crop_pct", "interpolation", "mean", "std")
+
+
+class ConvertError(ValueError):
+    """A conversion refused before any weights were read (bad arguments, existing output)."""
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _source_format(path: str) -> str:
+    from ..models._weights import TORCH_SUFFIXES
+
+    if path.endswith(TORCH_SUFFIXES):
+        return "pytorch"
+    return "safetensors" if path.endswith(".safetensors") else "mindspore-ckpt"
+
+
+def _load_weights(model, src: str, ema: bool) -> Optional[Dict[str, Any]]:
+    """Load `src` into `model` strictly; returns the source's own mindghost metadata, if any."""
+    from ..models._weights import load_checkpoint
+
+    return load_checkpoint(model, src, ema=ema)
+
+
+def _atomic_save(model, out: str, meta_json: str) -> None:
+    """save_checkpoint to a temporary file beside `out`, check it reads back, fsync, then rename over `out`."""
+    from mindspore import load_checkpoint as ms_load_checkpoint
+    from mindspore import save_checkpoint
+
+    from ..models._weights import META_KEY
+
+    out_dir = os.path.dirname(os.path.abspath(out))
+    tmp = os.path.join(out_dir, f".{os.path.basename(out)}.{os.getpid()}.tmp.ckpt")  # MindSpore wants .ckpt
+    try:
+        save_checkpoint(model, tmp, append_dict={META_KEY: meta_json})
+        written = ms_load_checkpoint(tmp)
+        expected = set(model.parameters_dict()) | {META_KEY}
+        if set(written) != expected or written[META_KEY] != meta_json:
+            raise ConvertError(f"the checkpoint written to '{tmp}' does not read back as saved; nothing was written")
+        os.chmod(tmp, 0o644)  # MindSpore leaves 0o400; published weights need no secrecy
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+        dir_fd = os.open(out_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def convert(model_name: str, src: str, out: str, num_classes: Optional[int] = None, ema: bool = False,
+            force: bool = False) -> Dict[str, Any]:
+    """Convert `src` into a mindghost checkpoint at `out` for `model_name`; returns the metadata written."""
+    if not out.endswith(".ckpt"):
+        raise ConvertError(f"--out must end with .ckpt (MindSpore checkpoint), got '{out}'")
+    if not os.path.isfile(src):
+        raise ConvertError(f"source checkpoint not found: '{src}'")
+    if os.path.abspath(src) == os.path.abspath(out):
+        raise ConvertError("--src and --out are the same file")
+    if os.path.exists(out) and not force:
+        raise ConvertError(f"'{out}' already exists; pass --force to overwrite it")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise ConvertError(f"the directory of --out does not exist: '{os.path.dirname(os.path.abspath(out))}'")
+
+    import mindspore
+
+    from .. import __version__
+    from ..models import create_model, get_default_cfg
+
+    if num_classes is None:
+        num_classes = get_default_cfg(model_name).num_classes
+    model = create_model(model_name, num_classes=num_classes)
+    source_meta = _load_weights(model, src, ema)
+
+    params = model.parameters_dict()
+    cfg = dict(model.default_cfg)
+    meta: Dict[str, Any] = {
+        "kind": "mindghost-weights",
+        "architecture": model_name,
+        "num_classes": num_classes,
+        "eval": {k: cfg[k] for k in EVAL_KEYS if k in cfg},
+        "default_cfg": cfg,
+        "source": {
+            "file": os.path.basename(src),
+            "sha256": sha256_file(src),
+            "format": _source_format(src),
+            "ema": ema,
+        },
+        "converter": {"version": CONVERTER_VERSION, "mindghost": __version__, "mindspore": mindspore.__version__},
+        "tensors": len(params),
+        "params": int(sum(p.size for p in params.values() if p.requires_grad)),
+    }
+    if source_meta:
+        meta["source"]["meta"] = source_meta
+    _atomic_save(model, out, json.dumps(meta, sort_keys=True, default=list))
+    return meta
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convert_weights",
+        description="Convert PyTorch (.pth/.pth.tar/.pt/.bin) or MindCV (.ckpt) weights into a mindghost .ckpt. "
+                    "PyTorch files are read without torch and without executing pickled code.")
+    parser.add_argument("--model", required=True, help="registered model name, e.g. ghostnet_100")
+    parser.add_argument("--src", required=True, help="source checkpoint")
+    parser.add_argument("--out", required=True, help="output MindSpore checkpoint (.ckpt)")
+    parser.add_argument("--num_classes", type=int, default=None,
+                        help="classifier size of the source weights (default: the model's, 1000 for ImageNet)")
+    parser.add_argument("--ema", action="store_true",
+                        help="take the EMA weights (state_dict_ema in timm checkpoints, ema.* in mindghost ones)")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """CLI entry point: 0 on success; 2 with a one-paragraph message (no traceback; MINDGHOST_TRACEBACK=1 shows it)
+    on any expected failure."""
+    args = build_parser().parse_args(argv)
+    from ..models import CheckpointError
+
+    try:
+        meta = convert(args.model, args.src, args.out, num_classes=args.num_classes, ema=args.ema, force=args.force)
+    except (CheckpointError, ConvertError, ValueError, OSError, RuntimeError) as e:
+        if os.environ.get("MINDGHOST_TRACEBACK"):
+            raise
+        print(f"convert_weights: error: {e}", file=sys.stderr)
+        return 2
+    print(f"converted {meta['tensors']} tensors ({meta['params']:,} trainable params) of {args.model} "
+          f"({meta['num_classes']} classes) from {args.src} -> {args.out}")
+    return 0
