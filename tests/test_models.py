@@ -16,6 +16,10 @@ EXPECTED_PARAMS = {
     "ghostnet_050": 2_587_292,
     "ghostnet_100": 5_182_508,
     "ghostnet_130": 7_358_820,
+    # GhostNetV2: timm's count (6.16M / 8.96M / 12.39M)
+    "ghostnetv2_100": 6_156_908,
+    "ghostnetv2_130": 8_960_404,
+    "ghostnetv2_160": 12_392_698,
     # G-GhostNet: the huawei-noah g_ghost_regnet.py count (published: 032/040/080/160 = 10.51/15.73/24.59/32.38M)
     "g_ghost_regnetx_002": 1_825_440,
     "g_ghost_regnetx_004": 2_884_456,
@@ -33,10 +37,11 @@ EXPECTED_PARAMS = {
 # The paper gives Ghost-ResNet-50 to 0.1M only (no code or weights were released): within 2%.
 EXPECTED_PARAMS_APPROX = {"ghost_resnet50": (13.0e6, 0.02), "ghost_resnet50_s4": (6.5e6, 0.02)}
 
-# MACs at 224×224 from the reference code (profiled with thop's conv/linear convention), checked within 1%.
+# MACs at 224×224 from the reference code (thop's conv/linear convention; v2: the paper's), checked within 1%.
 EXPECTED_MACS = {"ghostnet_050": 42.3e6, "ghostnet_100": 141.2e6, "ghostnet_130": 227.0e6,
                  "g_ghost_regnetx_032": 1.80e9, "g_ghost_regnetx_040": 2.23e9, "g_ghost_regnetx_080": 4.15e9,
-                 "g_ghost_regnetx_160": 9.00e9}
+                 "g_ghost_regnetx_160": 9.00e9, "ghostnetv2_100": 167e6, "ghostnetv2_130": 269e6,
+                 "ghostnetv2_160": 399e6}
 
 ALL_MODELS = mindghost.list_models()
 SMALL_INPUT = (2, 3, 64, 64)

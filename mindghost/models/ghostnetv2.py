@@ -1,0 +1,206 @@
+"""GhostNetV2 (Ghost modules with DFC attention) in MindSpore.
+
+Paper: "GhostNetV2: Enhance Cheap Operation with Long-Range Attention", Tang et al., NeurIPS 2022
+(arXiv 2211.12905). Reference code: huawei-noah/Efficient-AI-Backbones
+`ghostnetv2_pytorch/model/ghostnetv2_torch.py`; timm `ghostnet.py` (`GhostModuleV2`, `version='v2'`).
+The architecture table, the bottleneck and the head are GhostNet v1's (see ghostnet.py); only the expansion
+Ghost module of every bottleneck from the third on gains a decoupled fully-connected (DFC) attention branch.
+Parameter names are the PyTorch ones except for MindSpore's BatchNorm names and the final 1×1 stage
+(`blocks.9.features.{0,1}`, as in v1/MindCV), so timm's and the official checkpoints
+(`ck_ghostnetv2_{10,13,16}.pth.tar`) load through `checkpoint_filter_fn`.
+"""
+from typing import Dict, Mapping, Sequence
+
+import numpy as np
+
+from mindspore import Tensor, nn, ops
+
+from ._registry import DefaultCfg, register_model
+from ._weights import rename_torch_state_dict
+from .ghostnet import GHOSTNET_V1_ARCH, BlockSpec, GhostBottleneck
+from .layers import ConvBnAct, GhostModule, conv2d, init_weights, make_divisible
+
+__all__ = ["GhostModuleV2", "GhostBottleneckV2", "GhostNetV2"]
+
+
+class GhostModuleV2(GhostModule):
+    """A Ghost module (v1's `primary_conv` + `cheap_operation`) scaled by a DFC attention gate.
+
+    The gate is computed from the module's input at half resolution: 2×2 average pool → `short_conv`
+    (1×1 conv + BN → depthwise (1, 5) conv + BN → depthwise (5, 1) conv + BN) → sigmoid → nearest upsample to
+    the output's size. Cell names are the reference's, so PyTorch weights map one to one. `relu` is always on:
+    only expansion modules carry attention.
+
+    The upsample follows PyTorch's `F.interpolate(size=..., mode='nearest')`: output index i reads input index
+    floor(i · in / out). For odd sizes this is not "repeat twice and crop" (7 from 3 reads rows 0,0,0,1,1,2,2);
+    `ops.interpolate(mode='nearest')` uses the same rule (tests/test_parity.py checks odd and even sizes), so
+    no slice is needed.
+    """
+
+    def __init__(self, inp: int, oup: int, kernel_size: int = 1, ratio: int = 2, dw_size: int = 3,
+                 stride: int = 1) -> None:
+        super().__init__(inp, oup, kernel_size=kernel_size, ratio=ratio, dw_size=dw_size, stride=stride, relu=True)
+        self.pool = nn.AvgPool2d(kernel_size=2, stride=2, pad_mode="valid")  # floor mode, as F.avg_pool2d
+        self.short_conv = nn.SequentialCell([
+            conv2d(inp, oup, kernel_size, stride),
+            nn.BatchNorm2d(oup),
+            conv2d(oup, oup, (1, 5), groups=oup),
+            nn.BatchNorm2d(oup),
+            conv2d(oup, oup, (5, 1), groups=oup),
+            nn.BatchNorm2d(oup),
+        ])
+        self.gate = nn.Sigmoid()
+
+    def construct(self, x: Tensor) -> Tensor:
+        gate = self.gate(self.short_conv(self.pool(x)))
+        x1 = self.primary_conv(x)
+        x2 = self.cheap_operation(x1)
+        out = ops.concat((x1, x2), axis=1)
+        if self.trim:  # a no-op slice is slow on CPU, so cut only when the concat is wider than `oup`
+            out = out[:, : self.oup]
+        return out * ops.interpolate(gate, size=out.shape[2:], mode="nearest")
+
+
+class GhostBottleneckV2(GhostBottleneck):
+    """GhostNet v1's bottleneck, with DFC attention on the expansion Ghost module when `attn` is set."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        mid_chs: int,
+        out_chs: int,
+        dw_kernel_size: int = 3,
+        stride: int = 1,
+        se_ratio: float = 0.0,
+        attn: bool = True,
+        ratio: int = 2,
+        dw_size: int = 3,
+    ) -> None:
+        super().__init__(in_chs, mid_chs, out_chs, dw_kernel_size, stride, se_ratio, ratio=ratio, dw_size=dw_size)
+        if attn:  # replaces v1's plain module (same construct, same names plus `short_conv.*`)
+            self.ghost1 = GhostModuleV2(in_chs, mid_chs, ratio=ratio, dw_size=dw_size)
+
+
+class GhostNetV2(nn.Cell):
+    """GhostNetV2 with any width multiplier; bottlenecks with a global index ≥ `attn_from` use DFC attention."""
+
+    def __init__(
+        self,
+        arch: Sequence[Sequence[BlockSpec]] = GHOSTNET_V1_ARCH,
+        num_classes: int = 1000,
+        width: float = 1.0,
+        in_channels: int = 3,
+        drop_rate: float = 0.2,
+        attn_from: int = 2,
+        ratio: int = 2,
+        dw_size: int = 3,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.drop_rate = drop_rate
+        stem_chs = make_divisible(16 * width, 4)
+        self.conv_stem = conv2d(in_channels, stem_chs, 3, 2)
+        self.bn1 = nn.BatchNorm2d(stem_chs)
+        self.act1 = nn.ReLU()
+        prev_chs = stem_chs
+        stages = []
+        block_idx = 0
+        for stage in arch:
+            blocks = []
+            for spec in stage:
+                out_chs = make_divisible(spec.out * width, 4)
+                mid_chs = make_divisible(spec.exp * width, 4)
+                blocks.append(GhostBottleneckV2(prev_chs, mid_chs, out_chs, spec.kernel, spec.stride, spec.se_ratio,
+                                                attn=block_idx >= attn_from, ratio=ratio, dw_size=dw_size))
+                prev_chs = out_chs
+                block_idx += 1
+            stages.append(nn.SequentialCell(blocks))
+        head_chs = make_divisible(arch[-1][-1].exp * width, 4)
+        stages.append(ConvBnAct(prev_chs, head_chs, 1))
+        self.blocks = nn.SequentialCell(stages)
+        self.head_hidden_size = head_chs
+        self.num_features = 1280  # the 1×1 head conv width is fixed, not scaled with `width`
+        self.conv_head = conv2d(head_chs, self.num_features, 1, bias=True)
+        self.act2 = nn.ReLU()
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
+        self.classifier = nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        init_weights(self)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.classifier = nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        init_weights(self.classifier)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.act1(self.bn1(self.conv_stem(x)))
+        return self.blocks(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = x.mean(axis=(2, 3), keep_dims=True)
+        x = self.flatten(self.act2(self.conv_head(x)))
+        if pre_logits:
+            return x
+        return self.classifier(self.dropout(x))
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def checkpoint_filter_fn(state_dict: Mapping[str, object], model: nn.Cell) -> Dict[str, np.ndarray]:
+    """PyTorch GhostNetV2 names (timm `ghostnetv2_*` or the official `ck_ghostnetv2_*.pth.tar`) → mindghost names.
+
+    Accepts a state dict wrapped in `state_dict`/`model` (training checkpoints) and `module.`-prefixed keys
+    (DataParallel); the official files are flat and carry thop's `total_ops`/`total_params`, which are dropped.
+    """
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state_dict.get(wrapper), Mapping):
+            state_dict = state_dict[wrapper]
+            break
+    last = f"blocks.{len(model.blocks) - 1}."
+
+    def rename(key: str) -> str:
+        if key.startswith("module."):
+            key = key[len("module."):]
+        if key.startswith(last + "0."):  # final 1×1 conv-BN-ReLU: `conv`/`bn1` → MindCV-style `features.{0,1}`
+            key = key.replace(last + "0.conv.", last + "features.0.").replace(last + "0.bn1.", last + "features.1.")
+        return key
+
+    return rename_torch_state_dict(state_dict, model, rename)
+
+
+def _create_ghostnetv2(default_width: float, **kwargs) -> GhostNetV2:
+    """`width=` in kwargs overrides the variant's multiplier (any width builds)."""
+    kwargs.setdefault("width", default_width)
+    return GhostNetV2(**kwargs)
+
+
+def _cfg(**kwargs) -> DefaultCfg:
+    # timm's in1k weights (ported from the official ones) are evaluated with bicubic resize, crop 0.875.
+    return DefaultCfg(interpolation="bicubic", paper="GhostNetV2, NeurIPS 2022 (arXiv 2211.12905)", **kwargs)
+
+
+default_cfgs = {
+    # timm ghostnetv2_*.in1k top-1: 75.186 / 76.746 / 77.836.
+    "ghostnetv2_100": _cfg(paper_top1=75.3, weights="huawei-noah ck_ghostnetv2_10.pth.tar; timm ghostnetv2_100.in1k"),
+    "ghostnetv2_130": _cfg(paper_top1=76.9, weights="huawei-noah ck_ghostnetv2_13.pth.tar; timm ghostnetv2_130.in1k"),
+    "ghostnetv2_160": _cfg(paper_top1=77.8, weights="huawei-noah ck_ghostnetv2_16.pth.tar; timm ghostnetv2_160.in1k"),
+}
+
+
+@register_model
+def ghostnetv2_100(**kwargs) -> GhostNetV2:
+    """GhostNetV2-1.0x: 6.16M params, 167.0M MACs at 224."""
+    return _create_ghostnetv2(1.0, **kwargs)
+
+
+@register_model
+def ghostnetv2_130(**kwargs) -> GhostNetV2:
+    """GhostNetV2-1.3x: 8.96M params, 269.3M MACs at 224."""
+    return _create_ghostnetv2(1.3, **kwargs)
+
+
+@register_model
+def ghostnetv2_160(**kwargs) -> GhostNetV2:
+    """GhostNetV2-1.6x: 12.39M params, 398.6M MACs at 224."""
+    return _create_ghostnetv2(1.6, **kwargs)

@@ -1,0 +1,125 @@
+"""Write tests/fixtures/parity_<model>.npz: timm's logits for weights made by tests/parity_recipe.py.
+
+Run by hand in a venv with torch + timm (not needed by the tests themselves):
+
+    python3 -m venv /work/venv-torch
+    /work/venv-torch/bin/pip install torch==2.13.0 numpy timm
+    /work/venv-torch/bin/python scripts/make_parity_fixtures.py
+
+Every parameter and buffer of the timm model (BN running statistics too) is overwritten by the recipe, keyed
+by its PyTorch name; the model runs in eval mode on the recipe's seeded input. Each fixture stores the seeds,
+the input shape, the recipe version, timm's state-dict manifest (names and shapes, so the test can rebuild
+the same PyTorch-named weights and push them through the production `checkpoint_filter_fn`) and the logits.
+"""
+import argparse
+import importlib.abc
+import importlib.machinery
+import json
+import os
+import sys
+import types
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+import parity_recipe  # noqa: E402
+
+# (timm model name, input shape N×C×H×W). v2 at 72×88: its DFC maps are 18×22, 9×11, 5×6 and 3×3, so the
+# nearest upsample is checked on odd and even sizes, square and not.
+FIXTURES = (("ghostnet_050", (2, 3, 64, 64)), ("ghostnetv2_100", (2, 3, 72, 88)))
+SEED = 20240601
+INPUT_SEED = 7
+
+
+class _StubType(type):
+    """Any attribute of a stub is another stub class (timm reads e.g. `InterpolationMode.NEAREST` at import)."""
+
+    def __getattr__(cls, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _StubType(name, (), {})
+
+
+class _StubModule(types.ModuleType):
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _StubType(name, (), {})
+
+
+class _TorchvisionStub(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Stands in for every `torchvision.*` module: timm imports torchvision at load time but GhostNet uses none
+    of it, and the torchvision wheels beside a CPU-only torch are CUDA builds that fail to load."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname == "torchvision" or fullname.startswith("torchvision."):
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = _StubModule(spec.name)
+        module.__path__ = []
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def import_timm():
+    try:
+        import timm
+    except (ImportError, RuntimeError, OSError) as e:
+        print(f"timm did not import ({type(e).__name__}: {e}); retrying with a torchvision stub")
+        for name in [n for n in sys.modules if n == "timm" or n.startswith(("timm.", "torchvision"))]:
+            del sys.modules[name]
+        sys.meta_path.insert(0, _TorchvisionStub())
+        import timm
+    return timm
+
+
+def make_fixture(timm, name: str, input_shape, out_dir: str) -> str:
+    import torch
+
+    model = timm.create_model(name, num_classes=1000).eval()
+    manifest = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    state = parity_recipe.make_state(manifest, SEED)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+    x = parity_recipe.make_input(input_shape, INPUT_SEED)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x)).numpy()
+        logits64 = model.double()(torch.from_numpy(x).double()).numpy()
+    std = float(logits.std())
+    if not 0.5 <= std <= 50 or not np.isfinite(logits).all():
+        raise SystemExit(f"{name}: logits std {std:.3g} is outside [0.5, 50]; adjust the recipe's scales")
+    path = os.path.join(out_dir, f"parity_{name}.npz")
+    np.savez_compressed(
+        path,
+        recipe_version=np.int64(parity_recipe.RECIPE_VERSION),
+        seed=np.int64(SEED),
+        input_seed=np.int64(INPUT_SEED),
+        input_shape=np.asarray(input_shape, dtype=np.int64),
+        timm_model=np.asarray(name),
+        versions=np.asarray(f"torch {torch.__version__}, timm {timm.__version__}"),
+        torch_state=np.asarray(json.dumps(manifest, separators=(",", ":"))),
+        logits=logits.astype(np.float32),
+    )
+    print(f"{path}: {os.path.getsize(path) / 1024:.1f} KB, {len(manifest)} tensors, logits {logits.shape} "
+          f"std {std:.3f} max|.| {np.abs(logits).max():.3f}; torch fp32 vs fp64 max abs diff "
+          f"{np.abs(logits - logits64).max():.2e}")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out-dir", default=os.path.join(REPO, "tests", "fixtures"))
+    args = parser.parse_args()
+    os.makedirs(args.out_dir, exist_ok=True)
+    timm = import_timm()
+    for name, shape in FIXTURES:
+        make_fixture(timm, name, shape, args.out_dir)
+
+
+if __name__ == "__main__":
+    main()
