@@ -66,12 +66,16 @@ def profile(names: Sequence[str], img_size: Optional[int] = None) -> List[dict]:
     return rows
 
 
+def _human(n: int) -> str:
+    return f"{n / 1e9:.2f}G" if n >= 1e9 else f"{n / 1e6:.1f}M"
+
+
 def markdown_table(rows: List[dict]) -> str:
-    lines = ["| model | input | params (M) | MACs (M) | paper top-1 | weights |", "|---|---|---|---|---|---|"]
+    lines = ["| model | input | params | MACs | paper top-1 | weights |", "|---|---|---|---|---|---|"]
     for r in rows:
-        top1 = "" if r["paper_top1"] is None else f"{r['paper_top1']:.1f}"
-        lines.append(f"| {r['model']} | {r['input_size'][1]} | {r['trainable'] / 1e6:.3f} | {r['macs'] / 1e6:.1f} | "
-                     f"{top1} | {r['weights']} |")
+        top1 = "–" if r["paper_top1"] is None else f"{r['paper_top1']:.1f}"
+        lines.append(f"| {r['model']} | {r['input_size'][1]} | {r['trainable'] / 1e6:.2f}M | {_human(r['macs'])} | "
+                     f"{top1} | {r['weights'] or '–'} |")
     return "\n".join(lines)
 
 
