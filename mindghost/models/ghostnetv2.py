@@ -23,6 +23,14 @@ from .layers import ConvBnAct, GhostModule, conv2d, init_weights, make_divisible
 __all__ = ["GhostModuleV2", "GhostBottleneckV2", "GhostNetV2"]
 
 
+def upsample_nearest(x: Tensor, size) -> Tensor:
+    """PyTorch's `F.interpolate(x, size=size, mode='nearest')`: output index i reads input floor(i · in / out).
+
+    The ResizeNearestNeighbor primitive, not `ops.interpolate`: the latter lowers to ResizeNearestNeighborV2,
+    which MindSpore cannot export to ONNX."""
+    return ops.ResizeNearestNeighbor(size)(x)
+
+
 class GhostModuleV2(GhostModule):
     """A Ghost module (v1's `primary_conv` + `cheap_operation`) scaled by a DFC attention gate.
 
@@ -33,8 +41,8 @@ class GhostModuleV2(GhostModule):
 
     The upsample follows PyTorch's `F.interpolate(size=..., mode='nearest')`: output index i reads input index
     floor(i · in / out). For odd sizes this is not "repeat twice and crop" (7 from 3 reads rows 0,0,0,1,1,2,2);
-    `ops.interpolate(mode='nearest')` uses the same rule (tests/test_parity.py checks odd and even sizes), so
-    no slice is needed.
+    `upsample_nearest` below uses the same rule (tests/test_parity.py checks odd and even sizes), so no slice
+    is needed.
     """
 
     def __init__(self, inp: int, oup: int, kernel_size: int = 1, ratio: int = 2, dw_size: int = 3,
@@ -58,7 +66,7 @@ class GhostModuleV2(GhostModule):
         out = ops.concat((x1, x2), axis=1)
         if self.trim:  # a no-op slice is slow on CPU, so cut only when the concat is wider than `oup`
             out = out[:, : self.oup]
-        return out * ops.interpolate(gate, size=out.shape[2:], mode="nearest")
+        return out * upsample_nearest(gate, out.shape[2:])
 
 
 class GhostBottleneckV2(GhostBottleneck):

@@ -49,11 +49,14 @@ class SqueezeExcite(nn.Cell):
 def conv2d(in_chs: int, out_chs: int, kernel_size, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
     """A PyTorch-style convolution: symmetric zero padding of kernel//2 (so PyTorch weights port exactly)."""
     if isinstance(kernel_size, int):
-        padding = kernel_size // 2
-    else:  # (kh, kw) → MindSpore's (top, bottom, left, right)
-        padding = (kernel_size[0] // 2, kernel_size[0] // 2, kernel_size[1] // 2, kernel_size[1] // 2)
-    return nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad_mode="pad", padding=padding,
-                     group=groups, has_bias=bias)
+        return nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad_mode="pad", padding=kernel_size // 2,
+                         group=groups, has_bias=bias)
+    if stride != 1 or kernel_size[0] % 2 == 0 or kernel_size[1] % 2 == 0:
+        raise ValueError(f"non-square kernels need stride 1 and odd sizes, got {kernel_size} stride {stride}")
+    # (kh, kw): "same" is the symmetric (kh//2, kw//2) padding here. An explicit 4-tuple padding would do the same
+    # in MindSpore, but its ONNX exporter writes the tuple in the wrong order (top, bottom, left, right as ONNX's
+    # h_begin, w_begin, h_end, w_end), shifting the output.
+    return nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad_mode="same", group=groups, has_bias=bias)
 
 
 class ConvBnAct(nn.Cell):

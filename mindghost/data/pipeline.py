@@ -1,0 +1,139 @@
+"""Train and eval loaders over an ImageFolder tree `<data_dir>/<split>/<class>/<image>`, built with MindCV.
+
+The train pipeline is rebuilt every epoch with the dataset seed `seed + epoch`, so an epoch's order and
+augmentation depend only on (seed, epoch): a resumed run sees exactly the data of an uninterrupted one.
+Eval preprocessing comes from the model's default cfg unless the recipe overrides a field.
+"""
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class DataError(ValueError):
+    """A dataset folder that cannot be used; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class EvalPreprocessing:
+    image_size: int
+    crop_pct: float
+    interpolation: str
+    mean: Tuple[float, float, float]  # in [0, 1]
+    std: Tuple[float, float, float]
+
+    @property
+    def resize_size(self) -> int:
+        return int(self.image_size / self.crop_pct)  # MindCV floors the same way
+
+
+def inspect_split(data_dir: str, split: str) -> Tuple[List[str], int]:
+    """Class folder names (sorted, = label order) and image count of one split; clear errors when unusable."""
+    if not data_dir:
+        raise DataError("No dataset given: pass --data_dir /path/to/dataset (holding train/ and val/ class folders)")
+    root = os.path.join(data_dir, split)
+    if not os.path.isdir(root):
+        found = sorted(d for d in os.listdir(data_dir) if os.path.isdir(os.path.join(data_dir, d))) \
+            if os.path.isdir(data_dir) else None
+        where = f"'{data_dir}' holds {found}" if found is not None else f"'{data_dir}' does not exist"
+        raise DataError(f"Split folder '{root}' not found ({where}). Expected <data_dir>/{split}/<class>/<image>; "
+                        f"set --train_split/--val_split if your folders are named differently.")
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    if not classes:
+        raise DataError(f"'{root}' has no class folders: expected {root}/<class_name>/<image files>")
+    count = 0
+    empty = []
+    for c in classes:
+        n = sum(1 for f in os.listdir(os.path.join(root, c)) if f.lower().endswith(IMG_EXTENSIONS))
+        count += n
+        if n == 0:
+            empty.append(c)
+    if empty:
+        raise DataError(f"'{root}': {len(empty)} class folder(s) hold no images ({', '.join(empty[:5])}); "
+                        "remove them or add images, otherwise labels shift between splits")
+    return classes, count
+
+
+def eval_preprocessing(cfg, default_cfg: Dict) -> EvalPreprocessing:
+    """The recipe's value where set, else the model's default cfg."""
+    size = cfg.eval_image_size or cfg.image_size or int(default_cfg["input_size"][-1])
+    return EvalPreprocessing(
+        image_size=size,
+        crop_pct=cfg.crop_pct if cfg.crop_pct is not None else float(default_cfg["crop_pct"]),
+        interpolation=cfg.interpolation or default_cfg["interpolation"],
+        mean=tuple(cfg.mean if cfg.mean is not None else default_cfg["mean"]),
+        std=tuple(cfg.std if cfg.std is not None else default_cfg["std"]),
+    )
+
+
+def _workers(cfg) -> int:
+    from ..runtime import local_world_size, num_cores
+
+    if cfg.deterministic:
+        return 1  # random augmentation streams are per worker: one worker keeps the order reproducible
+    return cfg.num_workers or max(1, num_cores() // local_world_size())
+
+
+def _train_transforms(cfg, pre: EvalPreprocessing) -> list:
+    from mindcv.data import create_transforms
+    from mindspore.dataset import vision
+
+    mean255 = [m * 255 for m in pre.mean]  # MindCV works on uint8 images
+    std255 = [s * 255 for s in pre.std]
+    interpolation = cfg.interpolation or pre.interpolation
+    if cfg.train_crop == "random_resized":
+        return create_transforms(
+            "imagenet", image_resize=cfg.image_size, is_training=True, auto_augment=cfg.auto_augment,
+            scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), hflip=cfg.hflip, vflip=cfg.vflip,
+            color_jitter=cfg.color_jitter, interpolation=interpolation, mean=mean255, std=std255,
+            re_prob=cfg.re_prob,
+        )
+    # pad_crop: small-image (CIFAR-style) augmentation; keeps the whole object in view
+    inter = getattr(vision.Inter, interpolation.upper())
+    ops = [vision.Decode(), vision.Resize((cfg.image_size, cfg.image_size), interpolation=inter),
+           vision.RandomCrop(cfg.image_size, padding=max(1, cfg.image_size // 8))]
+    if cfg.hflip > 0:
+        ops.append(vision.RandomHorizontalFlip(prob=cfg.hflip))
+    if cfg.color_jitter:
+        ops.append(vision.RandomColorAdjust(*(float(cfg.color_jitter),) * 3))
+    ops += [vision.Normalize(mean=mean255, std=std255), vision.HWC2CHW()]
+    if cfg.re_prob > 0:
+        ops.append(vision.RandomErasing(prob=cfg.re_prob))
+    return ops
+
+
+def build_train_loader(cfg, pre: EvalPreprocessing, epoch: int, rank: int = 0, group_size: int = 1):
+    """The batched train dataset of one epoch (seeded by seed + epoch), sharded by rank."""
+    import mindspore.dataset as ds
+    from mindcv.data import create_dataset, create_loader
+
+    ds.config.set_seed(cfg.seed + epoch)
+    workers = _workers(cfg)
+    dataset = create_dataset(
+        "imagenet", root=cfg.data_dir, split=cfg.train_split, shuffle=cfg.shuffle,
+        num_samples=cfg.train_samples or None,
+        num_shards=group_size if group_size > 1 else None, shard_id=rank if group_size > 1 else None,
+        num_parallel_workers=workers, num_aug_repeats=cfg.aug_repeats,
+    )
+    mixing = cfg.mixup > 0 or cfg.cutmix > 0
+    return create_loader(
+        dataset, batch_size=cfg.batch_size, drop_remainder=cfg.drop_remainder, is_training=True,
+        # MindCV mixes only when cutmix_prob > 0: it is the overall probability that a batch is mixed
+        mixup=cfg.mixup, cutmix=cfg.cutmix, cutmix_prob=cfg.mixup_prob if mixing else 0.0,
+        num_classes=cfg.num_classes, transform=_train_transforms(cfg, pre), num_parallel_workers=workers,
+    )
+
+
+def build_eval_loader(cfg, pre: EvalPreprocessing, batch_size: Optional[int] = None):
+    """The whole val split in file order, every sample once; the last batch may be partial."""
+    from mindcv.data import create_dataset, create_loader, create_transforms
+
+    workers = _workers(cfg)
+    dataset = create_dataset("imagenet", root=cfg.data_dir, split=cfg.val_split, shuffle=False,
+                             num_samples=cfg.val_samples or None, num_parallel_workers=workers)
+    transform = create_transforms("imagenet", image_resize=pre.image_size, is_training=False,
+                                  crop_pct=pre.crop_pct, interpolation=pre.interpolation,
+                                  mean=[m * 255 for m in pre.mean], std=[s * 255 for s in pre.std])
+    return create_loader(dataset, batch_size=batch_size or cfg.resolved_eval_batch_size(), drop_remainder=False,
+                         is_training=False, transform=transform, num_parallel_workers=workers)

@@ -1,0 +1,125 @@
+"""Device, execution mode and process setup; the CPU environment is prepared before MindSpore is imported.
+
+Call `prepare_environment(device)` first (it must run before `import mindspore` to take effect), then
+`setup_context(...)`. Both are idempotent.
+"""
+import glob
+import logging
+import os
+import shutil
+import sys
+from typing import Tuple
+
+_LOG = logging.getLogger("mindghost")
+
+
+def detect_device(device: str = "auto") -> str:
+    """Resolve 'auto' without importing MindSpore: Ascend if an NPU is visible, else GPU, else CPU."""
+    if device != "auto":
+        return device
+    if glob.glob("/dev/davinci[0-9]*"):
+        return "Ascend"
+    if glob.glob("/dev/nvidia[0-9]*") or shutil.which("nvidia-smi"):
+        return "GPU"
+    return "CPU"
+
+
+def num_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def local_world_size() -> int:
+    """Processes on this machine (msrun sets MS_LOCAL_WORKER / LOCAL_RANK_SIZE style variables)."""
+    for key in ("MS_LOCAL_WORKER", "LOCAL_RANK_SIZE", "RANK_SIZE", "MS_WORKER_NUM"):
+        if os.environ.get(key, "").isdigit():
+            return max(1, int(os.environ[key]))
+    return 1
+
+
+def prepare_environment(device: str) -> Tuple[str, str]:
+    """Set process environment that MindSpore reads at import time. Returns (device, note for the log).
+
+    On CPU, MindSpore's bundled oneDNN runs a naive reference kernel for every k>1 convolution on
+    AVX-512 machines (~3-7x slower for GhostNet); capping the ISA at AVX2 fixes it with only
+    rounding-level changes in the outputs. A user's own ONEDNN_MAX_CPU_ISA is respected.
+    """
+    device = detect_device(device)
+    note = ""
+    if device == "CPU" and "ONEDNN_MAX_CPU_ISA" not in os.environ:
+        if "mindspore" in sys.modules:
+            note = "mindspore was imported before mindghost.runtime: ONEDNN_MAX_CPU_ISA=AVX2 could not be applied"
+        else:
+            os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+            note = "CPU: set ONEDNN_MAX_CPU_ISA=AVX2 (MindSpore's oneDNN is several times slower with AVX-512 here)"
+    os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings otherwise flood the console
+    return device, note
+
+
+def setup_context(device: str, mode: str = "graph", deterministic: bool = False, seed: int = 42,
+                  cpu_threads: int = 0) -> None:
+    """Select the device and execution mode with the current MindSpore API (older calls as fallback)."""
+    import mindspore as ms
+
+    if hasattr(ms, "set_device"):  # MindSpore >= 2.5
+        _once("device", lambda: ms.set_device(device))
+    else:
+        ms.set_context(device_target=device)
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    ms.set_seed(seed)
+    if deterministic:
+        if hasattr(ms, "set_deterministic"):
+            _once("deterministic", lambda: ms.set_deterministic(True))
+        else:
+            ms.set_context(deterministic="ON")
+    if device == "CPU":
+        threads = cpu_threads or max(1, num_cores() // local_world_size())
+        try:
+            from mindspore.device_context.cpu.op_tuning import threads_num  # MindSpore >= 2.5
+
+            _once("threads", lambda: threads_num(threads))
+        except ImportError:
+            ms.set_context(runtime_num_threads=threads)
+
+
+_DONE = {}
+
+
+def _once(key: str, fn) -> None:
+    """MindSpore >= 2.5 refuses to set the device, determinism or threads twice in one process (tests call
+    train.main repeatedly): the first call wins."""
+    if key not in _DONE:
+        try:
+            fn()
+        except RuntimeError as e:  # set earlier in this process (e.g. by MindSpore itself after a kernel ran)
+            _LOG.debug(f"{key}: {e}")
+        _DONE[key] = True
+
+
+def run_main(main, argv) -> None:
+    """Run an entry point: user errors (bad config, data, checkpoint) print one clear message and exit 2.
+
+    The process ends with os._exit after flushing: MindSpore 2.10 otherwise prints `Exception ignored in
+    Cell.__del__ ... total_instance_count` for every cell still alive at interpreter shutdown.
+    """
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code if isinstance(e.code, int) else 1
+    except KeyboardInterrupt:
+        print("interrupted: rerun with the same --output_dir (or --resume RUN_DIR/checkpoints/last.ckpt) to continue "
+              "from the last saved checkpoint", file=sys.stderr)
+        code = 130
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        if os.environ.get("MINDGHOST_TRACEBACK"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        print("(set MINDGHOST_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        code = 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

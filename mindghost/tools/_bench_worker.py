@@ -1,0 +1,241 @@
+"""Child process of a benchmark peer that cannot share the benchmark's process (see tools/benchmark.py).
+
+Started once per peer, run by file path (so that a torch-only venv never imports MindSpore or mindghost):
+
+    python _bench_worker.py --framework torch --source timm --model ghostnet_100 --img_size 224 --batch 32
+
+Line protocol: the child builds the model, then writes one JSON line `{"ok": true, "info": {...}}` (or
+`{"ok": false, "error": "..."}` and exits). Then, for each request line read from stdin:
+- `run <task> [count]` (task: latency | infer | train) → `{"ok": true, "times_s": [...]}`: `count` calls, each
+  timed inside the child (excludes the pipe). A task's first call includes its setup (graph compile).
+- `quit` → the child exits.
+Replies go to the original stdout; everything libraries print (MindSpore, oneDNN) is sent to stderr instead,
+so it cannot break the protocol.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Callable, Dict, List
+
+import numpy as np
+
+TASKS = ("latency", "infer", "train")
+
+
+def make_inputs(chans: int, img_size: int, batch: int) -> Dict[str, np.ndarray]:
+    """The benchmark's seeded inputs (the parent draws them in the same order)."""
+    rng = np.random.default_rng(0)
+    x1 = rng.standard_normal((1, chans, img_size, img_size)).astype(np.float32)
+    xb = rng.standard_normal((batch, chans, img_size, img_size)).astype(np.float32)
+    return {"latency": x1, "infer": xb, "train": xb}
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+class _MindSporeRunner:
+    def __init__(self, args) -> None:
+        import mindspore as ms
+
+        if hasattr(ms, "set_device"):
+            ms.set_device(args.device)
+        else:
+            ms.set_context(device_target=args.device)
+        ms.set_context(mode=ms.GRAPH_MODE)
+        if args.threads > 0 and args.device == "CPU":
+            from mindspore.device_context.cpu.op_tuning import threads_num
+
+            threads_num(args.threads)
+        if args.source == "mindcv":
+            from mindcv.models import create_model
+        else:
+            sys.path.insert(0, args.repo)
+            from mindghost.models import create_model
+        self.ms = ms
+        self.build = lambda: create_model(args.model, num_classes=args.num_classes)
+        self.inputs = make_inputs(3, args.img_size, args.batch)
+        self.num_classes = args.num_classes
+        self.model = self.build()
+        self.fns: Dict[str, Callable[[], object]] = {}
+        versions = {"mindspore": ms.__version__}
+        if args.source == "mindcv":
+            import mindcv
+
+            versions["mindcv"] = mindcv.__version__
+        self.info = {"versions": versions, "threads": args.threads or "MindSpore default",
+                     "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA")}
+
+    def fn(self, task: str) -> Callable[[], object]:
+        if task not in self.fns:
+            ms = self.ms
+            x = ms.Tensor(self.inputs[task])
+            if task == "train":
+                from mindspore import nn
+
+                model = self.build()  # a fresh copy: training changes it
+                loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+                optimizer = nn.Momentum(model.trainable_params(), learning_rate=0.01, momentum=0.9)
+                step = nn.TrainOneStepCell(nn.WithLossCell(model, loss), optimizer)
+                step.set_train(True)
+                y = ms.Tensor(np.arange(x.shape[0], dtype=np.int32) % self.num_classes)
+                self.fns[task] = lambda: step(x, y).asnumpy()
+            else:
+                self.model.set_train(False)
+                self.fns[task] = lambda: self.model(x).asnumpy()
+        return self.fns[task]
+
+
+class _TorchRunner:
+    def __init__(self, args) -> None:
+        import torch
+
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        timm = _import_timm()
+        self.torch = torch
+        self.channels_last = args.channels_last
+        self.build = lambda: self._place(timm.create_model(args.model, pretrained=False, num_classes=args.num_classes))
+        self.inputs = {task: self._place(torch.from_numpy(x.copy()))
+                       for task, x in make_inputs(3, args.img_size, args.batch).items()}
+        self.num_classes = args.num_classes
+        self.model = self.build().eval()
+        self.fns: Dict[str, Callable[[], object]] = {}
+        self.info = {"versions": {"torch": torch.__version__, "timm": timm.__version__},
+                     "threads": torch.get_num_threads(), "channels_last": self.channels_last,
+                     "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}
+
+    def _place(self, obj):
+        return obj.to(memory_format=self.torch.channels_last) if self.channels_last else obj
+
+    def fn(self, task: str) -> Callable[[], object]:
+        if task not in self.fns:
+            torch = self.torch
+            x = self.inputs[task]
+            if task == "train":
+                model = self.build().train()
+                optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+                loss_fn = torch.nn.CrossEntropyLoss()
+                y = torch.arange(x.shape[0]) % self.num_classes
+
+                def step():
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = loss_fn(model(x), y)
+                    loss.backward()
+                    optimizer.step()
+                    return loss.item()
+
+                self.fns[task] = step
+            else:
+                def forward():
+                    with torch.inference_mode():
+                        return self.model(x).numpy()
+
+                self.fns[task] = forward
+        return self.fns[task]
+
+
+def _import_timm():
+    """timm imports torchvision at load time; where torchvision is broken (a CUDA wheel beside a CPU torch),
+    stand in an empty module for it, as scripts/make_parity_fixtures.py does (GhostNet uses none of it)."""
+    try:
+        import timm
+    except (ImportError, RuntimeError, OSError):
+        import importlib.abc
+        import importlib.machinery
+        import types
+
+        class _StubType(type):
+            def __getattr__(cls, name):
+                if name.startswith("__"):
+                    raise AttributeError(name)
+                return _StubType(name, (), {})
+
+        class _StubModule(types.ModuleType):
+            def __getattr__(self, name):
+                if name.startswith("__"):
+                    raise AttributeError(name)
+                return _StubType(name, (), {})
+
+        class _Stub(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+            def find_spec(self, fullname, path, target=None):
+                if fullname == "torchvision" or fullname.startswith("torchvision."):
+                    return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+                return None
+
+            def create_module(self, spec):
+                module = _StubModule(spec.name)
+                module.__path__ = []
+                return module
+
+            def exec_module(self, module):
+                pass
+
+        for name in [n for n in sys.modules if n == "timm" or n.startswith(("timm.", "torchvision"))]:
+            del sys.modules[name]
+        sys.meta_path.insert(0, _Stub())
+        import timm
+    return timm
+
+
+def serve(args, reply: Callable[[dict], None]) -> None:
+    start = time.perf_counter()
+    try:
+        runner = _TorchRunner(args) if args.framework == "torch" else _MindSporeRunner(args)
+    except Exception as e:  # reported to the parent, which skips this peer and says why
+        reply({"ok": False, "error": f"{type(e).__name__}: {e}"})
+        traceback.print_exc()
+        return
+    info = dict(runner.info, build_s=time.perf_counter() - start, pid=os.getpid())
+    reply({"ok": True, "info": info})
+    for line in sys.stdin:
+        parts = line.split()
+        if not parts or parts[0] == "quit":
+            break
+        try:
+            if parts[0] != "run" or len(parts) not in (2, 3) or parts[1] not in TASKS:
+                raise ValueError(f"bad request {line.strip()!r}: expected 'run <{'|'.join(TASKS)}> [count]' or 'quit'")
+            fn = runner.fn(parts[1])
+            times: List[float] = [_timed(fn) for _ in range(int(parts[2]) if len(parts) == 3 else 1)]
+            reply({"ok": True, "times_s": times})
+        except Exception as e:
+            traceback.print_exc()
+            reply({"ok": False, "error": f"{type(e).__name__}: {e}"})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--framework", choices=("mindspore", "torch"), required=True)
+    parser.add_argument("--source", choices=("mindghost", "mindcv", "timm"), required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--img_size", type=int, required=True)
+    parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--num_classes", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=0, help="0: the library's default")
+    parser.add_argument("--channels_last", action="store_true", help="torch: NHWC memory format")
+    parser.add_argument("--device", default="CPU")
+    parser.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    args = parser.parse_args()
+    here = os.path.dirname(os.path.abspath(__file__))  # run by path, this folder is sys.path[0]: its profile.py
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]  # would shadow the stdlib's
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # library prints (oneDNN verbose, MindSpore) go to stderr, not into the protocol
+    sys.stdout = sys.stderr
+
+    def reply(message: dict) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    serve(args, reply)
+    out.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skips MindSpore's Cell.__del__ noise at interpreter exit
+
+
+if __name__ == "__main__":
+    main()

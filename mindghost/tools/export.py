@@ -1,0 +1,246 @@
+"""Export a registered model and checkpoint to MINDIR, ONNX (and AIR on Ascend), with BatchNorm folded.
+
+    python scripts/export.py --model ghostnet_100 --ckpt_path ghostnet_100.ckpt --format mindir onnx \
+        --img_size 224 --batch 1 --out_dir exports/
+
+Every Conv2d → BatchNorm2d pair is folded into the convolution before export (`--no_fuse_bn` keeps BN).
+After writing, each file is loaded back (MINDIR through `mindspore.load` + `nn.GraphCell`, ONNX through
+onnxruntime when installed) and run on the same seeded input as the MindSpore forward of the unfused model;
+the largest difference is printed, and the command fails (exit 1) above `--rtol` (max |diff| / max |output|).
+A `<name>.json` next to the files records the model, checkpoint, preprocessing and these checks.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+FORMATS = ("mindir", "onnx", "air")
+SUFFIX = {"mindir": ".mindir", "onnx": ".onnx", "air": ".air"}
+
+
+def onnx_opset(path: str) -> Optional[int]:
+    """The default-domain opset of an ONNX file, read from its protobuf header (no `onnx` package needed)."""
+
+    def varint(buf: bytes, i: int):
+        shift = value = 0
+        while True:
+            b = buf[i]
+            value |= (b & 0x7F) << shift
+            i += 1
+            if b < 0x80:
+                return value, i
+            shift += 7
+
+    def fields(buf: bytes):
+        i = 0
+        while i < len(buf):
+            key, i = varint(buf, i)
+            number, wire = key >> 3, key & 7
+            if wire == 0:
+                value, i = varint(buf, i)
+            elif wire == 2:
+                size, i = varint(buf, i)
+                value, i = buf[i:i + size], i + size
+            elif wire in (1, 5):
+                size = 8 if wire == 1 else 4
+                value, i = buf[i:i + size], i + size
+            else:
+                return
+            yield number, value
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        for number, value in fields(data):
+            if number == 8:  # ModelProto.opset_import: OperatorSetIdProto {1: domain, 2: version}
+                entry = dict(fields(value))
+                if not entry.get(1):
+                    return int(entry.get(2, 0))
+    except (IndexError, TypeError):
+        return None
+    return None
+
+
+def setup_mindspore(device: str, mode: str = "graph", cpu_threads: int = 0) -> None:
+    """`runtime.setup_context`, tolerating a process whose device was already fixed by earlier kernels
+    (tools called in-process after other MindSpore work, as in tests): then only the mode is set."""
+    from ..runtime import setup_context
+
+    try:
+        setup_context(device, mode=mode, cpu_threads=cpu_threads)
+    except RuntimeError as e:
+        if "initialized" not in str(e):
+            raise
+        import mindspore as ms
+
+        ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+
+
+def build_model(name: str, ckpt_path: str = "", random_weights: bool = False, num_classes: Optional[int] = None,
+                ema: bool = False):
+    """A registered model in eval mode with weights from `ckpt_path`; random weights only when asked for."""
+    from ..models import create_model, get_default_cfg
+
+    if not ckpt_path and not random_weights:
+        raise SystemExit("error: no --ckpt_path given. Pass a checkpoint, or --random_weights to export an "
+                         "untrained model on purpose (for testing a deployment path).")
+    if num_classes is None:
+        num_classes = get_default_cfg(name).num_classes
+    model = create_model(name, num_classes=num_classes, checkpoint_path=ckpt_path or None, ema=ema)
+    model.set_train(False)
+    return model
+
+
+def export_model(net, x: np.ndarray, path_stem: str, fmt: str) -> str:
+    import mindspore as ms
+
+    ms.export(net, ms.Tensor(x), file_name=path_stem, file_format=fmt.upper())
+    path = path_stem + SUFFIX[fmt]
+    if not os.path.isfile(path):
+        raise RuntimeError(f"MindSpore reported no error but did not write {path}")
+    return path
+
+
+def run_mindir(path: str, x: np.ndarray) -> np.ndarray:
+    import mindspore as ms
+    from mindspore import nn
+
+    return nn.GraphCell(ms.load(path))(ms.Tensor(x)).asnumpy()
+
+
+def run_onnx(path: str, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def _export_failure(message: str) -> str:
+    """One line out of MindSpore's multi-page export error."""
+    found = re.search(r"Can not find key (\w+) in convert map", message)
+    if found:
+        return (f"MindSpore has no ONNX mapping for the operator {found.group(1)} used by this model "
+                "(MINDIR export is unaffected)")
+    return message.strip().splitlines()[0] if message.strip() else "unknown error"
+
+
+def _parity_line(label: str, diff: Dict[str, float], rtol: float) -> str:
+    verdict = "ok" if diff["max_rel"] <= rtol else f"FAILED (> {rtol:g})"
+    return f"  parity {label:<22} max_abs={diff['max_abs']:.3e}  max_rel={diff['max_rel']:.3e}  {verdict}"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Export a registered model to MINDIR / ONNX / AIR with BN folded.")
+    parser.add_argument("--model", required=True, help="registered model name (see mindghost.list_models())")
+    parser.add_argument("--ckpt_path", default="", help="checkpoint to export (.ckpt, .safetensors or official .pth)")
+    parser.add_argument("--random_weights", action="store_true",
+                        help="allow exporting without --ckpt_path (untrained weights; for testing only)")
+    parser.add_argument("--ema", action="store_true", help="export the EMA weights of a mindghost training checkpoint")
+    parser.add_argument("--num_classes", type=int, default=None, help="classifier size (default: the model's cfg)")
+    parser.add_argument("--format", nargs="+", default=["mindir", "onnx"], choices=FORMATS,
+                        help="one or more formats (AIR needs an Ascend device)")
+    parser.add_argument("--img_size", type=int, default=None, help="input resolution (default: the model's cfg)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size fixed into the exported graph")
+    parser.add_argument("--out_dir", default="exports", help="output folder")
+    parser.add_argument("--name", default="", help="file name stem (default: <model>_<img_size>_b<batch>)")
+    parser.add_argument("--no_fuse_bn", action="store_true", help="keep BatchNorm layers (default: fold into convs)")
+    parser.add_argument("--rtol", type=float, default=1e-5, help="parity tolerance: max |diff| / max |output|")
+    parser.add_argument("--device", default="auto", help="CPU, GPU, Ascend or auto")
+    args = parser.parse_args(argv)
+
+    from ..runtime import prepare_environment
+
+    device, note = prepare_environment(args.device)
+    if "air" in args.format and device != "Ascend":
+        parser.error(f"AIR export needs an Ascend device (this process runs on {device}); "
+                     "use --format mindir onnx here, or run on Ascend")
+    from ..models import get_default_cfg, is_model
+
+    if not is_model(args.model):
+        try:
+            get_default_cfg(args.model)
+        except ValueError as e:  # names the registered models and close matches
+            parser.error(str(e))
+    setup_mindspore(device, mode="graph")
+    import mindspore as ms
+
+    from .fuse import count_batchnorms, fuse_bn, max_diff
+
+    cfg = get_default_cfg(args.model)
+    img_size = args.img_size or cfg.input_size[-1]
+    shape = (args.batch, cfg.input_size[0], img_size, img_size)
+    try:
+        model = build_model(args.model, args.ckpt_path, args.random_weights, args.num_classes, args.ema)
+    except ValueError as e:  # CheckpointError: missing file, wrong model or num_classes; the message says which
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    reference = model(ms.Tensor(x)).asnumpy()
+
+    report: Dict[str, object] = {
+        "model": args.model, "checkpoint": args.ckpt_path or None, "random_weights": not args.ckpt_path,
+        "ema": args.ema, "input_shape": list(shape), "output_shape": list(reference.shape),
+        "preprocessing": {k: model.default_cfg[k] for k in ("crop_pct", "interpolation", "mean", "std")},
+        "mindspore": ms.__version__, "bn_fused": not args.no_fuse_bn, "files": {}, "parity": {}, "rtol": args.rtol,
+    }
+    lines: List[str] = []
+    net = model
+    if not args.no_fuse_bn:
+        net = fuse_bn(model, input_shape=(1,) + shape[1:])
+        diff = max_diff(reference, net(ms.Tensor(x)).asnumpy())
+        report["parity"]["fused_vs_unfused"] = diff
+        report["bn_folded"] = len(net.fused_pairs)
+        report["bn_left"] = count_batchnorms(net)
+        lines.append(f"  folded {len(net.fused_pairs)} BatchNorm layers into convolutions "
+                     f"({report['bn_left']} BatchNorm left)")
+        lines.append(_parity_line("fused (MindSpore)", diff, args.rtol))
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    stem = os.path.join(args.out_dir, args.name or f"{args.model}_{img_size}_b{args.batch}")
+    failed = any(d["max_rel"] > args.rtol for d in report["parity"].values())
+    for fmt in args.format:
+        try:
+            path = export_model(net, x, stem, fmt)
+        except (RuntimeError, TypeError, ValueError) as e:
+            failed = True
+            reason = _export_failure(str(e))
+            report["files"][fmt] = None
+            report.setdefault("errors", {})[fmt] = reason
+            print(f"{fmt} export FAILED: {reason}")
+            continue
+        report["files"][fmt] = path
+        extra = ""
+        if fmt == "onnx":
+            opset = onnx_opset(path)
+            report["onnx_opset"] = opset
+            extra = f" (opset {opset})" if opset else ""
+        print(f"wrote {path}{extra}  {os.path.getsize(path) / 1e6:.2f} MB")
+        if fmt == "mindir":
+            diff = max_diff(reference, run_mindir(path, x))
+        elif fmt == "onnx":
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                lines.append("  parity onnx: not checked, onnxruntime is not installed (pip install onnxruntime)")
+                continue
+            diff = max_diff(reference, run_onnx(path, x))
+        else:
+            lines.append("  parity air: not checked (AIR is compiled by ATC, not loadable here)")
+            continue
+        report["parity"][fmt] = diff
+        failed = failed or diff["max_rel"] > args.rtol
+        lines.append(_parity_line(f"{fmt} reloaded", diff, args.rtol))
+
+    report_path = stem + ".json"
+    with open(report_path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"wrote {report_path}")
+    if note:
+        print(f"note: {note}")
+    print(f"parity vs the MindSpore forward of the unfused model, input {list(shape)}:")
+    print("\n".join(lines))
+    return 1 if failed else 0

@@ -1,0 +1,129 @@
+"""Self-describing training checkpoints: written atomically, latest-k kept, best and last as hard links.
+
+A file holds the network parameters under their own names, EMA copies (`ema.<name>`), optimizer state
+under MindSpore's names (`moments.<name>`, `global_step`, ...), the loss scale, and a JSON string
+`mindghost_meta` (epoch, step, batch position, config, versions, metrics). Resume reads the position from
+that meta, never from the file name. `mindghost.models.load_checkpoint` reads the same files for inference.
+"""
+import json
+import os
+import shutil
+from typing import Any, Dict, List, Optional, Tuple
+
+META_KEY = "mindghost_meta"
+LAST = "last.ckpt"
+BEST = "best.ckpt"
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(cell_or_params, path: str, meta: Dict[str, Any]) -> None:
+    """Write a checkpoint to `path` so that a crash leaves either the old file or the complete new one."""
+    import mindspore as ms
+
+    head, tail = os.path.split(path)
+    tmp = os.path.join(head, f".{tail}.tmp{os.getpid()}.ckpt")  # save_checkpoint appends .ckpt otherwise
+    ms.save_checkpoint(cell_or_params, tmp, append_dict={META_KEY: json.dumps(meta, default=str)})
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _link(src: str, dst: str) -> None:
+    """Point `dst` at `src`'s content atomically (hard link, or a copy where links are not supported)."""
+    head, tail = os.path.split(dst)
+    tmp = os.path.join(head, f".{tail}.tmp{os.getpid()}")
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def training_params(train_step) -> List[Dict[str, Any]]:
+    """Everything a resumed run needs, each parameter once, under its own name."""
+    seen = set()
+    out = []
+    for p in train_step.get_parameters():
+        if p.name not in seen:
+            seen.add(p.name)
+            out.append({"name": p.name, "data": p})
+    return out
+
+
+class CheckpointManager:
+    """Saves `epoch_XXXX.ckpt` (keeps the latest `keep`), and maintains `last.ckpt` and `best.ckpt` links."""
+
+    def __init__(self, directory: str, keep: int):
+        self.directory = directory
+        self.keep = keep
+        os.makedirs(directory, exist_ok=True)
+
+    def save(self, train_step, meta: Dict[str, Any], name: str, is_best: bool = False) -> str:
+        path = os.path.join(self.directory, name)
+        atomic_save(training_params(train_step), path, meta)
+        _link(path, os.path.join(self.directory, LAST))
+        if is_best:
+            _link(path, os.path.join(self.directory, BEST))
+        self._prune()
+        return path
+
+    def _prune(self) -> None:
+        epochs = sorted(f for f in os.listdir(self.directory) if f.startswith("epoch_") and f.endswith(".ckpt"))
+        for f in epochs[: max(0, len(epochs) - self.keep)]:
+            os.remove(os.path.join(self.directory, f))
+
+
+def read_meta(path: str) -> Optional[Dict[str, Any]]:
+    from ..models import CheckpointError
+    from ..models._weights import read_checkpoint
+
+    state = read_checkpoint(path)
+    meta = state.get(META_KEY)
+    if meta is None:
+        raise CheckpointError(f"'{path}' is not a mindghost training checkpoint (no '{META_KEY}' entry); "
+                              "to start from its weights use --ckpt_path instead of --resume")
+    return json.loads(str(meta))
+
+
+def load_training_state(train_step, path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Load every parameter of `train_step` from a training checkpoint, strictly. Returns (meta, state)."""
+    import mindspore as ms
+
+    from ..models import CheckpointError
+    from ..models._weights import read_checkpoint
+
+    state = read_checkpoint(path)
+    meta_raw = state.pop(META_KEY, None)
+    if meta_raw is None:
+        raise CheckpointError(f"'{path}' is not a mindghost training checkpoint (no '{META_KEY}' entry); "
+                              "to start from its weights use --ckpt_path instead of --resume")
+    # the lr table is derived from the config (a resumed run may change epochs), so it is not restored
+    names = {d["name"] for d in training_params(train_step)} - {"learning_rate"}
+    missing = sorted(names - set(state))
+    unexpected = sorted(k for k in set(state) - names if k not in ("epoch_num", "step_num", "learning_rate"))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"Cannot resume from '{path}': the run's training state differs from the checkpoint's "
+            f"(missing {missing[:6]}{'...' if len(missing) > 6 else ''}, "
+            f"unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''}). "
+            "Resume with the same model, optimizer, ema and accum_steps settings.")
+    not_loaded, _ = ms.load_param_into_net(train_step, {k: state[k] for k in names}, strict_load=True)
+    not_loaded = [k for k in not_loaded if k != "learning_rate"]
+    if not_loaded:
+        raise CheckpointError(f"Cannot resume from '{path}': not loaded: {not_loaded[:6]}")
+    return json.loads(str(meta_raw)), state

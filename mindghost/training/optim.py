@@ -1,0 +1,81 @@
+"""Learning-rate schedules (a value per optimizer step) and optimizers, via MindCV's factories."""
+import math
+from typing import List
+
+# MindCV's 'rmsprop' is MindSpore's nn.RMSProp, which already follows TensorFlow: epsilon inside the square
+# root, lr folded into the momentum buffer, mean_square initialised to ones. What makes it "RMSProp-TF"
+# (the EfficientNet/MobileNetV3/GhostNet-authors recipe) is epsilon 1e-3 instead of MindCV's 1e-10 and decay 0.9.
+_DEFAULT_EPS = {"rmsprop_tf": 1e-3, "rmsprop": 1e-10, "adamw": 1e-8}
+
+
+def build_lr_schedule(cfg, steps_per_epoch: int) -> List[float]:
+    """Per-optimizer-step learning rates for the whole run: linear warmup, then the configured decay.
+
+    cosine, multi-step, exponential and constant come from MindCV's `create_scheduler`. step_decay is
+    computed here: MindCV floors the epoch index before dividing by decay_epochs, so a 2.4-epoch period
+    decays at epochs 3, 5, 8... instead of 2.4, 4.8, 7.2 (TF's staircase exponential decay).
+    """
+    from mindcv.scheduler import create_scheduler
+
+    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+    total = cfg.epochs * steps_per_epoch
+    if cfg.scheduler == "step_decay":
+        period = cfg.decay_epochs * steps_per_epoch
+        lrs = []
+        for s in range(total):
+            if s < warmup_steps:
+                lrs.append(cfg.lr * (cfg.warmup_factor + (1 - cfg.warmup_factor) * (s + 1) / warmup_steps))
+            else:
+                lrs.append(cfg.lr * cfg.decay_rate ** math.floor((s - warmup_steps) / period))
+        return lrs
+    if float(cfg.warmup_epochs).is_integer():
+        lrs = create_scheduler(
+            steps_per_epoch, scheduler=cfg.scheduler, lr=cfg.lr, min_lr=cfg.min_lr,
+            warmup_epochs=int(cfg.warmup_epochs), warmup_factor=cfg.warmup_factor,
+            decay_epochs=int(cfg.resolved_decay_epochs()) if cfg.scheduler == "cosine_decay" else int(
+                cfg.decay_epochs or 1),
+            decay_rate=cfg.decay_rate, milestones=list(cfg.milestones), num_epochs=cfg.epochs,
+        )
+    else:  # fractional warmup: MindCV's factory takes whole epochs only
+        lrs = _fractional_warmup_cosine(cfg, steps_per_epoch, warmup_steps, total)
+    if len(lrs) != total:
+        raise ValueError(f"schedule has {len(lrs)} steps, expected {total}")
+    return [float(x) for x in lrs]
+
+
+def _fractional_warmup_cosine(cfg, steps_per_epoch: int, warmup_steps: int, total: int) -> List[float]:
+    if cfg.scheduler not in ("cosine_decay", "constant"):
+        raise ValueError("fractional warmup_epochs is supported with cosine_decay, constant and step_decay")
+    lrs = []
+    decay_steps = max(1, int(round(cfg.resolved_decay_epochs() * steps_per_epoch)))
+    for s in range(total):
+        if s < warmup_steps:
+            lrs.append(cfg.lr * (cfg.warmup_factor + (1 - cfg.warmup_factor) * (s + 1) / warmup_steps))
+        elif cfg.scheduler == "constant":
+            lrs.append(cfg.lr)
+        else:
+            t = min(s - warmup_steps, decay_steps) / decay_steps
+            lrs.append(cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t)))
+    return lrs
+
+
+def build_optimizer(cfg, network, lrs: List[float]):
+    """MindCV's optimizer over `network`'s trainable parameters, norm and bias excluded from weight decay when
+    configured. Loss scaling is undone in the train step, so the optimizer always gets loss_scale=1."""
+    import mindspore as ms
+    from mindcv.optim import create_optimizer
+
+    opt = "rmsprop" if cfg.opt == "rmsprop_tf" else cfg.opt
+    kwargs = {}
+    eps = cfg.eps if cfg.eps is not None else _DEFAULT_EPS.get(cfg.opt)
+    if eps is not None:
+        kwargs["eps"] = eps
+    if opt == "rmsprop":
+        kwargs["decay"] = 0.9
+    lr = ms.Tensor(lrs, ms.float32)
+    optimizer = create_optimizer(
+        network.trainable_params(), opt=opt, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+        nesterov=cfg.nesterov, weight_decay_filter=cfg.weight_decay_filter, loss_scale=1.0, **kwargs,
+    )
+    optimizer.lr_table = list(lrs)  # host copy for logging: lr of update i is lr_table[i]
+    return optimizer

@@ -1,0 +1,52 @@
+"""Tiny ImageFolder trees for the trainer tests (shared by test_train.py and test_validate.py)."""
+import gzip
+import importlib.util
+import os
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+def write_tiny_imagefolder(root: str, classes: int = 3, train_per_class: int = 8, val_per_class: int = 5,
+                           size: int = 32) -> str:
+    """Colour-coded synthetic classes (learnable): class c is brighter in channel c."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", train_per_class), ("val", val_per_class)):
+        for c in range(classes):
+            d = os.path.join(root, split, f"class_{c}")
+            os.makedirs(d, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 100, (size, size, 3), dtype=np.uint8)
+                img[..., c % 3] += 120
+                Image.fromarray(img).save(os.path.join(d, f"{i}.png"))
+    return root
+
+
+def load_entry_point(name: str):
+    """train.py / validate.py as modules, to call their main() in process."""
+    spec = importlib.util.spec_from_file_location(f"mindghost_{name}", os.path.join(ROOT, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_fashion_mnist_subset(root: str, train: int, val: int) -> str:
+    """The first `train` / `val` images of Fashion-MNIST's train / test files as an ImageFolder tree."""
+    from PIL import Image
+
+    files = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", train),
+             "val": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", val)}
+    for split, (img_f, lbl_f, n) in files.items():
+        with gzip.open(os.path.join(FASHION_MNIST, img_f)) as fh:
+            images = np.frombuffer(fh.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:n]
+        with gzip.open(os.path.join(FASHION_MNIST, lbl_f)) as fh:
+            labels = np.frombuffer(fh.read(), np.uint8, offset=8)[:n]
+        for c in range(10):
+            os.makedirs(os.path.join(root, split, f"{c}"), exist_ok=True)
+        for i, (img, label) in enumerate(zip(images, labels)):
+            Image.fromarray(img, mode="L").save(os.path.join(root, split, f"{label}", f"{i}.png"))
+    return root

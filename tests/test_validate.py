@@ -1,0 +1,76 @@
+"""validate.py in process (PyNative: no graph compile): exact sample count, JSON output, clear errors."""
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _tiny_data import load_entry_point, write_tiny_imagefolder  # noqa: E402
+
+from mindghost.models import CheckpointError  # noqa: E402
+from mindghost.training.config import ConfigError  # noqa: E402
+
+ARGS = ["--model", "ghostnet_050", "--num_classes", "3", "--image_size", "32", "--device", "CPU",
+        "--mode", "pynative", "--progress", "False"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    import mindspore as ms
+
+    from mindghost import create_model
+    from mindghost.training.checkpoint import atomic_save
+
+    root = tmp_path_factory.mktemp("val")
+    data = write_tiny_imagefolder(str(root / "data"))  # 3 classes x 5 val images = 15
+    ms.set_seed(0)
+    model = create_model("ghostnet_050", num_classes=3)
+    plain = str(root / "mindcv_style.ckpt")
+    ms.save_checkpoint(model, plain)  # plain weights, no meta (like a MindCV checkpoint)
+    with_ema = str(root / "with_ema.ckpt")
+    params = [{"name": p.name, "data": p} for p in model.get_parameters()]
+    params += [{"name": "ema." + p.name, "data": ms.Tensor(p.asnumpy())} for p in model.get_parameters()]
+    atomic_save(params, with_ema, {"model": "ghostnet_050", "epoch": 1, "global_step": 6})
+    other = create_model("ghostnet_050", num_classes=5)
+    five = str(root / "five_classes.ckpt")
+    ms.save_checkpoint(other, five)
+    return {"data": data, "plain": plain, "ema": with_ema, "five": five, "out": str(root / "out")}
+
+
+@pytest.fixture(scope="module")
+def validate_mod():
+    return load_entry_point("validate")
+
+
+def test_every_sample_counted_once_and_json_written(setup, validate_mod):
+    res = validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["plain"], "--batch_size", "4",
+                                    "--output_dir", setup["out"]])
+    assert res["num_samples"] == 15 and res["batch_size"] == 4  # 4+4+4+3: the last partial batch is kept
+    written = json.load(open(os.path.join(setup["out"], "validate.json")))
+    assert {"top1", "top5", "loss", "img_per_s", "num_samples"} <= set(written)
+    whole = validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["plain"],
+                                      "--batch_size", "15", "--output_dir", setup["out"]])
+    assert whole["top1"] == res["top1"] and abs(whole["loss"] - res["loss"]) < 1e-4  # padding changes nothing
+
+
+def test_ema_weights_and_meta(setup, validate_mod):
+    res = validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["ema"], "--ema", "True",
+                                    "--batch_size", "8", "--output_dir", setup["out"]])
+    assert res["ema"] is True and res["trained_epochs"] == 1 and res["num_samples"] == 15
+    with pytest.raises(CheckpointError, match="no EMA weights"):
+        validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["plain"], "--ema", "True"])
+
+
+def test_missing_or_mismatched_checkpoint_is_an_error(setup, validate_mod):
+    with pytest.raises(ConfigError, match="--ckpt_path"):
+        validate_mod.main(ARGS + ["--data_dir", setup["data"]])
+    with pytest.raises(CheckpointError, match="not found"):
+        validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", "/nonexistent.ckpt"])
+    with pytest.raises(CheckpointError, match="num_classes"):
+        validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["five"]])
+    with pytest.raises(CheckpointError, match="does not match model 'ghostnet_100'"):
+        validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["plain"],
+                                  "--model", "ghostnet_100"])
+    with pytest.raises(ValueError, match="class folders"):
+        validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["plain"], "--num_classes", "4"])

@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Evaluate a checkpoint (mindghost, MindCV, or converted official weights) on an ImageFolder val split.
+
+    python validate.py -c configs/ghostnet/ghostnet_100_ascend.yaml --data_dir /path/to/imagenet \
+        --ckpt_path /path/to/ckpt [--ema True]
+
+Prints top-1, top-5, loss and img/s, and writes them as JSON (`<output_dir>/validate.json`, or next to the
+checkpoint as `<checkpoint>.eval.json`). Every sample is counted once; the batch size is never changed.
+"""
+import json
+import os
+import sys
+from typing import List, Optional
+
+from mindghost import runtime
+from mindghost.training.config import ConfigError, parse_args
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    cfg, cli = parse_args(argv, description="Evaluate a checkpoint on the validation split.")
+    if not cfg.ckpt_path:
+        raise ConfigError("validate.py needs the weights to evaluate: --ckpt_path /path/to/checkpoint "
+                          "(it never evaluates random weights)")
+    device, env_note = runtime.prepare_environment(cfg.device)
+
+    from mindghost.data import build_eval_loader, eval_preprocessing, inspect_split
+    from mindghost.models import CheckpointError, create_model
+    from mindghost.training.callbacks import LOG, setup_logging
+    from mindghost.training.evaluate import evaluate
+    from mindghost.training.train_step import EvalNet
+
+    runtime.setup_context(device, cfg.mode, cfg.deterministic, cfg.seed, cfg.cpu_threads)
+    setup_logging()
+    if env_note:
+        LOG.info(env_note)
+    if cfg.distribute:
+        LOG.info("validate.py runs in one process; 'distribute' is ignored")
+    classes, count = inspect_split(cfg.data_dir, cfg.val_split)
+    if len(classes) != cfg.num_classes:
+        raise ConfigError(f"'{os.path.join(cfg.data_dir, cfg.val_split)}' has {len(classes)} class folders but "
+                          f"num_classes is {cfg.num_classes}; pass --num_classes {len(classes)}")
+    model = create_model(cfg.model, num_classes=cfg.num_classes, in_channels=cfg.in_channels)
+    from mindghost.models import load_checkpoint
+
+    meta = load_checkpoint(model, cfg.ckpt_path, ema=cfg.ema)
+    if meta and meta.get("model") and meta["model"] != cfg.model:
+        raise CheckpointError(f"'{cfg.ckpt_path}' was trained as '{meta['model']}', not '{cfg.model}'; "
+                              f"pass --model {meta['model']}")
+    pre = eval_preprocessing(cfg, model.default_cfg)
+    batch = cfg.resolved_eval_batch_size()
+    n = min(count, cfg.val_samples) if cfg.val_samples else count
+    LOG.info(f"validating {cfg.model} ({'EMA' if cfg.ema else 'raw'} weights of {cfg.ckpt_path}) on {n} images, "
+             f"batch {batch}, {device}; {pre}")
+    res = evaluate(EvalNet(model), build_eval_loader(cfg, pre, batch), batch, progress=cfg.progress, expected=n)
+    result = {"model": cfg.model, "checkpoint": os.path.abspath(cfg.ckpt_path), "ema": cfg.ema,
+              "data_dir": cfg.data_dir, "split": cfg.val_split, "batch_size": batch, "device": device,
+              "image_size": pre.image_size, "crop_pct": pre.crop_pct, "interpolation": pre.interpolation, **res}
+    if meta:
+        result["trained_epochs"] = meta.get("epoch")
+    LOG.info(f"top-1 {res['top1']:.2f}  top-5 {res['top5']:.2f}  loss {res['loss']:.4f}  "
+             f"{res['img_per_s']:.1f} img/s  ({res['num_samples']} images, {res['seconds']:.0f} s)")
+    out = os.path.join(cfg.output_dir, "validate.json") if cfg.output_dir else cfg.ckpt_path + ".eval.json"
+    try:
+        if cfg.output_dir:
+            os.makedirs(cfg.output_dir, exist_ok=True)
+        with open(out, "w") as fh:
+            json.dump(result, fh, indent=2)
+        LOG.info(f"results written to {out}")
+    except OSError as e:
+        LOG.warning(f"could not write {out} ({e}); pass --output_dir to choose where")
+    return result
+
+
+if __name__ == "__main__":
+    runtime.run_main(main, sys.argv[1:])
