@@ -94,6 +94,8 @@ def _once(key: str, fn) -> None:
         try:
             fn()
         except RuntimeError as e:  # set earlier in this process (e.g. by MindSpore itself after a kernel ran)
+            if "initialized" not in str(e) and "already" not in str(e):
+                raise
             _LOG.debug(f"{key}: {e}")
         _DONE[key] = True
 
@@ -102,18 +104,21 @@ def run_main(main, argv) -> None:
     """Run an entry point: user errors (bad config, data, checkpoint) print one clear message and exit 2.
 
     The process ends with os._exit after flushing: MindSpore 2.10 otherwise prints `Exception ignored in
-    Cell.__del__ ... total_instance_count` for every cell still alive at interpreter shutdown.
+    Cell.__del__ ... total_instance_count` for every cell still alive at interpreter shutdown. msrun workers
+    are the exception (see the end).
     """
+    os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings otherwise flood the console
     code = 0
     try:
-        main(argv)
+        result = main(argv)
+        code = result if isinstance(result, int) else 0  # a main that returns an int sets the exit code
     except SystemExit as e:  # argparse
         code = e.code if isinstance(e.code, int) else 1
     except KeyboardInterrupt:
         print("interrupted: rerun with the same --output_dir (or --resume RUN_DIR/checkpoints/last.ckpt) to continue "
               "from the last saved checkpoint", file=sys.stderr)
         code = 130
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:  # OSError: full disk, permissions, missing files
         if os.environ.get("MINDGHOST_TRACEBACK"):
             raise
         print(f"error: {e}", file=sys.stderr)
@@ -122,4 +127,8 @@ def run_main(main, argv) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()
+    if "MS_ROLE" in os.environ:
+        # an msrun worker must leave through the interpreter's normal exit, which deregisters it from the
+        # cluster; after os._exit the scheduler counts it as timed out and msrun fails the finished job
+        sys.exit(code)
     os._exit(code)

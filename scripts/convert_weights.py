@@ -9,12 +9,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("GLOG_v", "3")  # set before MindSpore loads: its C++ warnings would flood the console
 
+from mindghost import runtime  # noqa: E402
 from mindghost.convert.convert import main  # noqa: E402
 
 if __name__ == "__main__":
-    rc = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)  # skips MindSpore 2.10's `Cell.__del__ ... total_instance_count` noise at interpreter exit
+    runtime.run_main(main, sys.argv[1:])  # exits with main's code, without MindSpore's noise at shutdown

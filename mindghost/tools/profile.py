@@ -85,6 +85,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--img_size", type=int, default=None, help="input resolution (default: the model's cfg)")
     parser.add_argument("--json", default="", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
+    from ..runtime import prepare_environment
+
+    prepare_environment("auto")  # before MindSpore loads: the CPU fast path
     from ..models import list_models
 
     names = list_models(args.models)
