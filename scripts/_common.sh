@@ -23,3 +23,31 @@ need_msrun() {
     echo "error: msrun not found on PATH ($(command -v python)). It ships with MindSpore >= 2.3; check the install." >&2
     exit 2; }
 }
+
+# run_msrun LOG_DIR MSRUN_ARGS...: run msrun (its console output also goes to LOG_DIR/msrun.log); on failure
+# name the failed rank(s) and their logs. msrun itself reports only a PID ("Worker process PID exit with
+# exception"); every train.py worker prints "mindghost worker: rank R of N, pid P" first, which maps it back.
+run_msrun() {
+  local log_dir=$1; shift
+  mkdir -p "$log_dir"
+  set +e
+  msrun --log_dir="$log_dir" "$@" 2>&1 | tee "$log_dir/msrun.log"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  [ "$rc" -eq 0 ] && return 0
+  local named=0 pid code log rank
+  while read -r pid code; do
+    log=$(grep -l "mindghost worker: rank [0-9]* of [0-9]*, pid $pid\b" "$log_dir"/worker_*.log 2>/dev/null | head -n1)
+    if [ -n "$log" ]; then
+      rank=$(grep -o "mindghost worker: rank [0-9]*" "$log" | head -n1 | grep -o "[0-9]*$")
+      echo "error: rank $rank (pid $pid) failed with exit code $code; its log: $log" >&2
+      grep -m3 -E "^(error: |[A-Za-z]*Error)" "$log" | sed 's/^/    /' >&2 || true
+      named=1
+    fi
+  done < <(sed -n 's/.*Worker process \([0-9]*\) exit with exception. Error code: \(-\{0,1\}[0-9]*\).*/\1 \2/p' \
+           "$log_dir/msrun.log")
+  if [ "$named" -eq 0 ]; then
+    echo "error: the distributed job failed (msrun exit code $rc); worker logs: $log_dir/worker_*.log" >&2
+  fi
+  return "$rc"
+}

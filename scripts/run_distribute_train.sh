@@ -11,8 +11,8 @@ NUM_WORKERS=8
 if [ $# -ge 1 ] && [[ $1 =~ ^[0-9]+$ ]]; then NUM_WORKERS=$1; shift; fi
 need_file config "$CONFIG"; need_file "data dir" "$DATA_DIR"; need_msrun
 cd "$REPO_ROOT"
-exec msrun --worker_num="$NUM_WORKERS" --local_worker_num="$NUM_WORKERS" \
+run_msrun "${LOG_DIR:-runs/msrun_log}" --worker_num="$NUM_WORKERS" --local_worker_num="$NUM_WORKERS" \
   --master_addr=127.0.0.1 --master_port="${MASTER_PORT:-8118}" --node_rank=0 \
-  --log_dir="${LOG_DIR:-runs/msrun_log}" --join=True --cluster_time_out="${CLUSTER_TIMEOUT:-600}" \
+  --join=True --cluster_time_out="${CLUSTER_TIMEOUT:-600}" \
   --bind_core="${BIND_CORE:-True}" \
   train.py --config "$CONFIG" --data_dir "$DATA_DIR" --distribute True "$@"

@@ -14,8 +14,8 @@ CONFIG=$1 DATA_DIR=$2 NUM_NODES=$3 NODE_RANK=$4 MASTER_ADDR=$5; shift 5
 WORKERS_PER_NODE=${WORKERS_PER_NODE:-8}
 need_file config "$CONFIG"; need_file "data dir" "$DATA_DIR"; need_msrun
 cd "$REPO_ROOT"
-exec msrun --worker_num=$((NUM_NODES * WORKERS_PER_NODE)) --local_worker_num="$WORKERS_PER_NODE" \
-  --master_addr="$MASTER_ADDR" --master_port="${MASTER_PORT:-8118}" --node_rank="$NODE_RANK" \
-  --log_dir="${LOG_DIR:-runs/msrun_log}" --join=True --cluster_time_out="${CLUSTER_TIMEOUT:-600}" \
+run_msrun "${LOG_DIR:-runs/msrun_log}" --worker_num=$((NUM_NODES * WORKERS_PER_NODE)) \
+  --local_worker_num="$WORKERS_PER_NODE" --master_addr="$MASTER_ADDR" --master_port="${MASTER_PORT:-8118}" \
+  --node_rank="$NODE_RANK" --join=True --cluster_time_out="${CLUSTER_TIMEOUT:-600}" \
   --bind_core="${BIND_CORE:-True}" \
   train.py --config "$CONFIG" --data_dir "$DATA_DIR" --distribute True "$@"

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+from .checks import IMG_EXTENSIONS, format_bad_files, scan_class_folder  # noqa: F401
 
 
 class DataError(ValueError):
@@ -29,7 +29,10 @@ class EvalPreprocessing:
 
 
 def inspect_split(data_dir: str, split: str) -> Tuple[List[str], int]:
-    """Class folder names (sorted, = label order) and image count of one split; clear errors when unusable."""
+    """Class folder names (sorted, = label order) and image count of one split; clear errors when unusable.
+
+    Every file is checked cheaply (extension, size, header, end marker: see `checks.py`) because MindSpore's
+    pipeline crashes or hangs on undecodable files instead of naming them."""
     if not data_dir:
         raise DataError("No dataset given: pass --data_dir /path/to/dataset (holding train/ and val/ class folders)")
     root = os.path.join(data_dir, split)
@@ -44,11 +47,15 @@ def inspect_split(data_dir: str, split: str) -> Tuple[List[str], int]:
         raise DataError(f"'{root}' has no class folders: expected {root}/<class_name>/<image files>")
     count = 0
     empty = []
+    bad = []
     for c in classes:
-        n = sum(1 for f in os.listdir(os.path.join(root, c)) if f.lower().endswith(IMG_EXTENSIONS))
+        n, bad_here = scan_class_folder(os.path.join(root, c))
         count += n
+        bad += bad_here
         if n == 0:
             empty.append(c)
+    if bad:
+        raise DataError(format_bad_files(root, bad))
     if empty:
         raise DataError(f"'{root}': {len(empty)} class folder(s) hold no images ({', '.join(empty[:5])}); "
                         "remove them or add images, otherwise labels shift between splits")
@@ -125,13 +132,23 @@ def build_train_loader(cfg, pre: EvalPreprocessing, epoch: int, rank: int = 0, g
     )
 
 
-def build_eval_loader(cfg, pre: EvalPreprocessing, batch_size: Optional[int] = None):
-    """The whole val split in file order, every sample once; the last batch may be partial."""
+def build_eval_loader(cfg, pre: EvalPreprocessing, batch_size: Optional[int] = None, rank: int = 0,
+                      group_size: int = 1):
+    """The whole val split in file order, every sample once; the last batch may be partial.
+
+    Sharded (group_size > 1): rank r gets samples r, r + group_size, ... and shards may differ in size by
+    one. (MindSpore's DistributedSampler instead pads short shards by repeating samples, which would count
+    them twice.)"""
+    import mindspore.dataset as ds
     from mindcv.data import create_dataset, create_loader, create_transforms
 
     workers = _workers(cfg)
     dataset = create_dataset("imagenet", root=cfg.data_dir, split=cfg.val_split, shuffle=False,
                              num_samples=cfg.val_samples or None, num_parallel_workers=workers)
+    if group_size > 1:
+        indices = list(range(rank, dataset.get_dataset_size(), group_size))
+        dataset = ds.ImageFolderDataset(os.path.join(cfg.data_dir, cfg.val_split), sampler=ds.SubsetSampler(indices),
+                                        num_parallel_workers=workers)
     transform = create_transforms("imagenet", image_resize=pre.image_size, is_training=False,
                                   crop_pct=pre.crop_pct, interpolation=pre.interpolation,
                                   mean=[m * 255 for m in pre.mean], std=[s * 255 for s in pre.std])

@@ -133,12 +133,14 @@ class ProgressLogger(Callback):
 
 
 class Evaluator(Callback):
-    """Validate raw (and EMA) weights every `every` epochs and at the last epoch, on rank 0.
+    """Validate raw (and EMA) weights every `every` epochs and at the last epoch.
 
-    EMA weights are evaluated by swapping them into the same network (no second graph compile)."""
+    EMA weights are evaluated by swapping them into the same network (no second graph compile). Under msrun
+    every rank evaluates its shard; `sync` first gives all ranks rank 0's non-trainable state (BatchNorm
+    statistics differ per rank), so the summed result is that of the checkpoint rank 0 saves."""
 
     def __init__(self, eval_net, make_loader, batch_size: int, every: int, train_step, progress: bool,
-                 num_samples: int, input_shape):
+                 num_samples: int, input_shape, reduce=None, sync=None):
         self.input_shape = input_shape
         self.eval_net = eval_net
         self.make_loader = make_loader
@@ -147,13 +149,15 @@ class Evaluator(Callback):
         self.train_step = train_step
         self.progress = progress
         self.num_samples = num_samples
+        self.reduce = reduce
+        self.sync = sync
 
     def on_train_begin(self, state):
         """Compile the eval graph now: MindSpore parses the Python source at compile time, so a graph first
         compiled after an hour of training would pick up any edit made to the code in the meantime."""
         import mindspore as ms
 
-        if is_main() and self.every > 0:
+        if self.every > 0:
             LOG.info("compiling the eval graph ...")
             self.eval_net.set_train(False)
             self.eval_net(ms.Tensor(np.zeros((self.batch_size,) + tuple(self.input_shape), np.float32)))
@@ -165,16 +169,22 @@ class Evaluator(Callback):
     def on_epoch_end(self, state):
         from .evaluate import evaluate
 
-        if not is_main() or not self.due(state):
+        if not self.due(state):
             return
         m = state["metrics"]
-        res = evaluate(self.eval_net, self.make_loader(), self.batch_size, desc="validate", progress=self.progress,
-                       expected=self.num_samples)
-        m.update(val_top1=res["top1"], val_top5=res["top5"], val_loss=res["loss"], val_img_per_s=res["img_per_s"])
+        if self.sync is not None:
+            self.sync()
+        res = evaluate(self.eval_net, self.make_loader(), self.batch_size, desc="validate",
+                       progress=self.progress and is_main(), expected=self.num_samples, reduce=self.reduce)
+        m.update(val_top1=res["top1"], val_top5=res["top5"], val_loss=res["loss"], val_img_per_s=res["img_per_s"],
+                 val_num_samples=res["num_samples"])
         if getattr(self.train_step, "use_ema", False):
             with swapped_ema(self.train_step):
+                if self.sync is not None:
+                    self.sync()
                 res = evaluate(self.eval_net, self.make_loader(), self.batch_size, desc="validate ema",
-                               progress=self.progress, expected=self.num_samples)
+                               progress=self.progress and is_main(), expected=self.num_samples,
+                               reduce=self.reduce)
             m.update(val_ema_top1=res["top1"], val_ema_top5=res["top5"], val_ema_loss=res["loss"])
 
 

@@ -6,6 +6,7 @@ under MindSpore's names (`moments.<name>`, `global_step`, ...), the loss scale, 
 that meta, never from the file name. `mindghost.models.load_checkpoint` reads the same files for inference.
 """
 import json
+import logging
 import os
 import shutil
 from typing import Any, Dict, List, Optional, Tuple
@@ -13,6 +14,18 @@ from typing import Any, Dict, List, Optional, Tuple
 META_KEY = "mindghost_meta"
 LAST = "last.ckpt"
 BEST = "best.ckpt"
+_LOG = logging.getLogger("mindghost")
+
+
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written (disk full, permissions, non-finite weights); earlier ones are intact."""
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _fsync_dir(path: str) -> None:
@@ -34,11 +47,34 @@ def atomic_save(cell_or_params, path: str, meta: Dict[str, Any]) -> None:
 
     head, tail = os.path.split(path)
     tmp = os.path.join(head, f".{tail}.tmp{os.getpid()}.ckpt")  # save_checkpoint appends .ckpt otherwise
-    ms.save_checkpoint(cell_or_params, tmp, append_dict={META_KEY: json.dumps(meta, default=str)})
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        ms.save_checkpoint(cell_or_params, tmp, append_dict={META_KEY: json.dumps(meta, default=str)})
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # ENOSPC, EACCES, ... (MindSpore raises OSError; older versions wrap it)
+        for f in os.listdir(head or "."):  # ours, and MindSpore's own `<tmp>.tmp` staging file
+            if f.startswith(f".{tail}.tmp{os.getpid()}."):
+                _remove_quietly(os.path.join(head, f))
+        reason = f"{e.strerror} (errno {e.errno})" if isinstance(e, OSError) and e.strerror else str(e)
+        raise CheckpointSaveError(
+            f"could not save checkpoint '{path}': {reason}. The previous checkpoints in '{head or '.'}' are intact; "
+            "free disk space (or fix the permissions) and rerun the same command to resume from the last one."
+        ) from e
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _check_finite(params: List[Dict[str, Any]], path: str) -> None:
+    """Never write a diverged (NaN/inf) state over good checkpoints."""
+    import numpy as np
+
+    for d in params:
+        value = d["data"].asnumpy() if hasattr(d["data"], "asnumpy") else np.asarray(d["data"])
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            raise CheckpointSaveError(
+                f"refusing to save '{path}': non-finite values in '{d['name']}' (the training diverged). "
+                f"The previous checkpoints in '{os.path.dirname(path) or '.'}' are intact; lower --lr and resume "
+                "from the last one.")
 
 
 def _link(src: str, dst: str) -> None:
@@ -72,10 +108,16 @@ class CheckpointManager:
         self.directory = directory
         self.keep = keep
         os.makedirs(directory, exist_ok=True)
+        for f in sorted(os.listdir(directory)):  # left by a save that was killed: never a valid checkpoint
+            if f.startswith(".") and ".tmp" in f:
+                _remove_quietly(os.path.join(directory, f))
+                _LOG.info(f"removed an incomplete checkpoint left by an interrupted save: {f}")
 
     def save(self, train_step, meta: Dict[str, Any], name: str, is_best: bool = False) -> str:
         path = os.path.join(self.directory, name)
-        atomic_save(training_params(train_step), path, meta)
+        params = training_params(train_step)
+        _check_finite(params, path)
+        atomic_save(params, path, meta)
         _link(path, os.path.join(self.directory, LAST))
         if is_best:
             _link(path, os.path.join(self.directory, BEST))

@@ -87,6 +87,8 @@ class Config:
     scheduler: str = _f("cosine_decay", "learning-rate schedule after warmup",
                         ["cosine_decay", "step_decay", "multi_step_decay", "exponential_decay", "constant"])
     lr: float = _f(0.4, "peak learning rate (for the global batch)")
+    lr_base_batch: int = _f(0, "linear scaling rule: the global batch lr and min_lr were set for; when > 0 they are "
+                               "multiplied by (batch_size x devices x accum_steps) / lr_base_batch. 0 = off")
     min_lr: float = _f(1e-7, "final learning rate of cosine_decay")
     warmup_epochs: float = _f(0.0, "linear warmup epochs")
     warmup_factor: float = _f(0.0, "warmup starts at lr * warmup_factor")

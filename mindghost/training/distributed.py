@@ -2,6 +2,8 @@
 import os
 from typing import Tuple
 
+import numpy as np
+
 
 def launched_by_msrun() -> bool:
     return "MS_ROLE" in os.environ or "RANK_SIZE" in os.environ or "MS_WORKER_NUM" in os.environ
@@ -24,3 +26,44 @@ def init_distributed(distribute: bool) -> Tuple[int, int]:
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=size)
     return rank, size
+
+
+def allreduce_sum(values: np.ndarray) -> np.ndarray:
+    """Sum a host array over all ranks (as float32: counts stay exact below 2**24 per entry)."""
+    import mindspore as ms
+    from mindspore import ops
+
+    out = ops.AllReduce()(ms.Tensor(np.asarray(values, np.float32)))
+    return out.asnumpy().astype(np.float64)
+
+
+def _flat(params) -> np.ndarray:
+    return np.concatenate([p.asnumpy().astype(np.float32).ravel() for p in params])
+
+
+def from_rank0(params, rank: int) -> np.ndarray:
+    """Rank 0's values of `params`, flattened, on every rank (an all-reduce in which the others add zeros)."""
+    flat = _flat(params)
+    return allreduce_sum(flat if rank == 0 else np.zeros_like(flat)).astype(np.float32)
+
+
+def sync_from_rank0(params, rank: int) -> None:
+    """Give every rank rank 0's values of `params` (BatchNorm moving statistics differ per rank: evaluating
+    shards with rank 0's makes the sharded result that of the checkpoint rank 0 saves)."""
+    import mindspore as ms
+
+    params = list(params)
+    if not params:
+        return
+    flat, i = from_rank0(params, rank), 0
+    for p in params:
+        n = int(np.prod(p.shape))
+        p.set_data(ms.Tensor(flat[i:i + n].reshape(p.shape), dtype=p.dtype))
+        i += n
+
+
+def replica_divergence(params, rank: int) -> float:
+    """Sum over ranks of max |w_rank - w_rank0|: 0.0 when every replica holds rank 0's weights."""
+    params = list(params)
+    diff = float(np.abs(_flat(params) - from_rank0(params, rank)).max()) if params else 0.0
+    return float(allreduce_sum(np.array([diff]))[0])

@@ -2,9 +2,11 @@
 
 The last partial batch is padded to the compiled batch shape (no second graph compile) and the padding is
 dropped from the results, so the batch size never changes silently and no sample is skipped or repeated.
+Under msrun each rank evaluates its own shard and `reduce` sums the counts over ranks: the result is total
+correct over total samples, also when the shards differ in size.
 """
 import time
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
@@ -14,14 +16,35 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
 
+def batch_sums(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """[samples, top-1 correct, top-5 correct, summed cross entropy] of one batch."""
+    n = logits.shape[0]
+    labels = labels.astype(np.int64).reshape(-1)
+    k = min(5, logits.shape[1])
+    topk = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    return np.array([n, (logits.argmax(axis=1) == labels).sum(), (topk == labels[:, None]).any(axis=1).sum(),
+                     -_log_softmax(logits)[np.arange(n), labels].sum()], np.float64)
+
+
+def metrics_from_sums(sums: np.ndarray) -> Dict[str, float]:
+    """top-1/top-5 (percent), mean loss and sample count from summed `batch_sums` (of one or all ranks)."""
+    total = int(round(sums[0]))
+    if total == 0:
+        raise ValueError("the evaluation set is empty")
+    return {"top1": 100.0 * sums[1] / total, "top5": 100.0 * sums[2] / total, "loss": float(sums[3]) / total,
+            "num_samples": total}
+
+
 def evaluate(eval_net, loader, batch_size: int, desc: str = "eval", progress: bool = False,
-             expected: Optional[int] = None) -> Dict[str, float]:
-    """Returns {'top1', 'top5' (percent), 'loss' (plain cross entropy), 'num_samples', 'img_per_s', 'seconds'}."""
+             expected: Optional[int] = None,
+             reduce: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Dict[str, float]:
+    """Returns {'top1', 'top5' (percent), 'loss' (plain cross entropy), 'num_samples', 'img_per_s', 'seconds'}.
+
+    `reduce` sums an array over ranks (sharded evaluation); every rank then returns the global result."""
     import mindspore as ms
 
     eval_net.set_train(False)
-    total = correct1 = correct5 = 0
-    loss_sum = 0.0
+    sums = np.zeros(4, np.float64)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -35,13 +58,7 @@ def evaluate(eval_net, loader, batch_size: int, desc: str = "eval", progress: bo
             pad = np.zeros((batch_size - n,) + images.shape[1:], dtype=images.dtype)
             images = np.concatenate([images, pad])
         logits = eval_net(ms.Tensor(images)).asnumpy()[:n]
-        labels = labels.astype(np.int64).reshape(-1)
-        k = min(5, logits.shape[1])
-        topk = np.argpartition(-logits, k - 1, axis=1)[:, :k]
-        correct1 += int((logits.argmax(axis=1) == labels).sum())
-        correct5 += int((topk == labels[:, None]).any(axis=1).sum())
-        loss_sum += float(-_log_softmax(logits)[np.arange(n), labels].sum())
-        total += n
+        sums += batch_sums(logits, labels)
         if t_steady is None:
             t_steady = time.time()  # the first batch includes the graph compile
         else:
@@ -50,15 +67,12 @@ def evaluate(eval_net, loader, batch_size: int, desc: str = "eval", progress: bo
             bar.update(n)
     if bar is not None:
         bar.close()
+    local = int(sums[0])
+    if reduce is not None:
+        sums = reduce(sums)
     seconds = time.time() - t_start
-    if total == 0:
-        raise ValueError("the evaluation set is empty")
     steady = time.time() - t_steady if t_steady else 0.0
-    return {
-        "top1": 100.0 * correct1 / total,
-        "top5": 100.0 * correct5 / total,
-        "loss": loss_sum / total,
-        "num_samples": total,
-        "img_per_s": n_steady / steady if steady > 0 and n_steady else total / max(seconds, 1e-9),
-        "seconds": seconds,
-    }
+    res = metrics_from_sums(sums)
+    rate = n_steady / steady if steady > 0 and n_steady else local / max(seconds, 1e-9)
+    res.update(img_per_s=rate * res["num_samples"] / max(local, 1), seconds=seconds)  # all ranks together
+    return res

@@ -8,7 +8,13 @@ from typing import List
 _DEFAULT_EPS = {"rmsprop_tf": 1e-3, "rmsprop": 1e-10, "adamw": 1e-8}
 
 
-def build_lr_schedule(cfg, steps_per_epoch: int) -> List[float]:
+def linear_lr_scale(cfg, global_batch: int) -> float:
+    """Linear scaling rule (Goyal et al. 2017): lr x global_batch / lr_base_batch; 1.0 when lr_base_batch is 0.
+    `global_batch` is the batch of one optimizer update: batch_size x devices x accum_steps."""
+    return global_batch / cfg.lr_base_batch if cfg.lr_base_batch else 1.0
+
+
+def build_lr_schedule(cfg, steps_per_epoch: int, scale: float = 1.0) -> List[float]:
     """Per-optimizer-step learning rates for the whole run: linear warmup, then the configured decay.
 
     cosine, multi-step, exponential and constant come from MindCV's `create_scheduler`. step_decay is
@@ -27,7 +33,7 @@ def build_lr_schedule(cfg, steps_per_epoch: int) -> List[float]:
                 lrs.append(cfg.lr * (cfg.warmup_factor + (1 - cfg.warmup_factor) * (s + 1) / warmup_steps))
             else:
                 lrs.append(cfg.lr * cfg.decay_rate ** math.floor((s - warmup_steps) / period))
-        return lrs
+        return [x * scale for x in lrs]
     if float(cfg.warmup_epochs).is_integer():
         lrs = create_scheduler(
             steps_per_epoch, scheduler=cfg.scheduler, lr=cfg.lr, min_lr=cfg.min_lr,
@@ -40,7 +46,7 @@ def build_lr_schedule(cfg, steps_per_epoch: int) -> List[float]:
         lrs = _fractional_warmup_cosine(cfg, steps_per_epoch, warmup_steps, total)
     if len(lrs) != total:
         raise ValueError(f"schedule has {len(lrs)} steps, expected {total}")
-    return [float(x) for x in lrs]
+    return [float(x) * scale for x in lrs]
 
 
 def _fractional_warmup_cosine(cfg, steps_per_epoch: int, warmup_steps: int, total: int) -> List[float]:

@@ -21,6 +21,10 @@ from .config import Config, dump_yaml
 FINISHED = "summary.json"
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the run stopped before saving anything from the diverged state."""
+
+
 @dataclass
 class Run:
     """Where a run writes, and where it resumes from."""
@@ -42,12 +46,18 @@ def setup_runtime(cfg: Config, env_note: str, device: str):
     setup_context(device, cfg.mode, cfg.deterministic, cfg.seed, cfg.cpu_threads)
     rank, size = init_distributed(cfg.distribute)
     set_rank(rank)
+    if size > 1:  # in every worker log: scripts/_common.sh names a failed worker's rank from msrun's pid
+        print(f"mindghost worker: rank {rank} of {size}, pid {os.getpid()}, host {platform.node()}", flush=True)
     return rank, size
 
 
 def prepare_run_dir(cfg: Config, device: str, rank: int, size: int, env_note: str = "") -> Run:
     """Create or reopen the run directory; decide whether this is a fresh run or a resume."""
-    directory = cfg.output_dir or os.path.join("runs", f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    directory = cfg.output_dir
+    if not directory:
+        directory = os.path.join("runs", f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if is_main():
+            directory = _new_directory(directory)
     ckpt_dir = os.path.join(directory, "checkpoints")
     run = Run(directory=directory, ckpt_dir=ckpt_dir, device=device, rank=rank, group_size=size)
     finished = os.path.isfile(os.path.join(directory, FINISHED))
@@ -79,6 +89,39 @@ def prepare_run_dir(cfg: Config, device: str, rank: int, size: int, env_note: st
             json.dump(environment_info(device, size), fh, indent=2)
     LOG.info(f"run directory: {directory}" + (f" (resuming from {run.resume_from})" if run.resume_from else ""))
     return run
+
+
+def _new_directory(base: str) -> str:
+    """Create and return `base`, or `base-1`, `base-2`, ... : two runs started in the same second never share."""
+    os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+    for i in range(10000):
+        candidate = base if i == 0 else f"{base}-{i}"
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a new run directory next to '{base}'; pass --output_dir")
+
+
+def _check_loss(loss, state: Dict[str, Any], run: Run, train_step) -> None:
+    """Read the loss (at log points: that read waits for the device) and stop on NaN/inf, before any callback
+    can save the diverged weights. Under fp16 loss scaling an overflowing step was skipped, not applied."""
+    import numpy as np
+
+    value = float(np.asarray(loss.asnumpy()).reshape(-1)[0])
+    if np.isfinite(value):
+        return
+    where = f"step {state['step']} (epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']})"
+    if getattr(train_step, "check_overflow", False):
+        LOG.warning(f"loss is {value} at {where}: gradients overflowed, the update was skipped (loss scaling)")
+        return
+    last = os.path.join(run.ckpt_dir, LAST)
+    kept = f"The last good checkpoint is {last}; nothing from the diverged state was saved." \
+        if os.path.isfile(last) else "No checkpoint had been saved yet."
+    raise TrainingDiverged(
+        f"loss is {value} at {where}: training stopped. {kept} Lower --lr (or add --warmup_epochs / "
+        f"--clip_grad_norm), then resume" + (f" with --resume {last}." if os.path.isfile(last) else "."))
 
 
 def environment_info(device: str, group_size: int) -> Dict[str, Any]:
@@ -229,6 +272,8 @@ def fit(cfg: Config, run: Run, train_step, make_train_loader, steps_per_epoch: i
                 t_epoch_steady = time.time()
             else:
                 epoch_images += global_batch * new_batches
+            if use_sink or batch_index % cfg.log_every == 0 or batch_index == steps_per_epoch:
+                _check_loss(loss, state, run, train_step)
             state["batch_in_epoch_done"], state["epoch_done"] = batch_index, epoch
             callbacks.on_step_end(state)
             if cfg.max_steps and state["step"] >= cfg.max_steps:
@@ -288,6 +333,9 @@ def write_summary(cfg: Config, run: Run, state: Dict[str, Any]) -> Dict[str, Any
         "best_checkpoint": os.path.join(run.ckpt_dir, "best.ckpt") if state["best"] else None,
         "last_checkpoint": os.path.join(run.ckpt_dir, LAST),
     }
+    if run.group_size > 1:
+        summary.update(devices=run.group_size, global_batch=cfg.batch_size * run.group_size,
+                       replica_weight_diff=state.get("replica_weight_diff"))
     if is_main() and state["finished"]:
         with open(os.path.join(run.directory, FINISHED), "w") as fh:
             json.dump(summary, fh, indent=2)

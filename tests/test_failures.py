@@ -1,0 +1,559 @@
+"""Failure battery: every failure a user can cause or suffer ends in a clear message, and nothing is lost.
+
+Each test's docstring says what the user sees; the test checks a stable fragment of that message and that
+files written before the failure are intact. Entry points are called in process (`train.main` raises the
+error that `runtime.run_main` prints as `error: ...` with exit code 2); subprocesses only for SIGKILL and for
+the CLI's exit code. Training runs use PyNative mode (no graph compile) on 32-px images.
+(Distributed failures - a dead worker - are covered in test_distributed.py.)
+"""
+import errno
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _tiny_data import ROOT, load_entry_point, write_tiny_imagefolder  # noqa: E402
+
+from mindghost.data import DataError, inspect_split  # noqa: E402
+from mindghost.models import CheckpointError  # noqa: E402
+
+ARGS = ["--model", "ghostnet_050", "--num_classes", "3", "--image_size", "32", "--batch_size", "4",
+        "--device", "CPU", "--mode", "pynative", "--progress", "False", "--plot", "False", "--lr", "0.01",
+        "--log_every", "1", "--warmup_epochs", "0", "--val_every", "0", "--num_workers", "1"]
+# the reference for the kill -9 resume checks: deterministic, 2 epochs x 3 steps
+DET = ARGS + ["--deterministic", "True", "--epochs", "2", "--opt", "momentum", "--ema", "True", "--drop_rate", "0"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_tiny_imagefolder(str(tmp_path_factory.mktemp("tiny")))  # 3 classes, 8 train / 5 val each
+
+
+@pytest.fixture(scope="module")
+def tiny12(tmp_path_factory):  # 3 classes x 4 train images: 3 steps of 4 per epoch (the kill -9 resume runs)
+    return write_tiny_imagefolder(str(tmp_path_factory.mktemp("tiny12")), train_per_class=4, val_per_class=2)
+
+
+@pytest.fixture(scope="module")
+def train_mod():
+    return load_entry_point("train")
+
+
+@pytest.fixture(scope="module")
+def validate_mod():
+    return load_entry_point("validate")
+
+
+def _copy_tree(src, dst):
+    shutil.copytree(src, dst)
+    return str(dst)
+
+
+def _state(path):
+    import mindspore as ms
+
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if hasattr(v, "asnumpy")}
+
+
+def _cli_error(capsys, fn, argv):
+    """argparse-level errors: exit code 2 and the message on stderr."""
+    with pytest.raises(SystemExit) as info:
+        fn(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ config
+def test_unknown_key_in_recipe(tmp_path, train_mod, capsys):
+    """User sees: `Unknown config key 'batchsize'. Did you mean 'batch_size'?` (exit 2), nothing is written."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: ghostnet_050\nbatchsize: 4\n")
+    err = _cli_error(capsys, train_mod.main, ["-c", str(recipe), "--output_dir", str(tmp_path / "run")])
+    assert "Unknown config key 'batchsize'" in err and "Did you mean 'batch_size'" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_flag_on_command_line(train_mod, capsys):
+    """User sees: `unknown option '--warmup_epoch' (did you mean '--warmup_epochs'?)`."""
+    err = _cli_error(capsys, train_mod.main, ["--warmup_epoch", "4"])
+    assert "unknown option '--warmup_epoch' (did you mean '--warmup_epochs'?)" in err
+
+
+def test_wrong_type(tmp_path, train_mod, capsys):
+    """User sees: `'batch_size' expects int, got str 'big'` naming the recipe file."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("batch_size: big\n")
+    err = _cli_error(capsys, train_mod.main, ["-c", str(recipe)])
+    assert "'batch_size' expects int, got str 'big'" in err and str(recipe) in err
+
+
+def test_missing_data_dir(tmp_path, train_mod):
+    """User sees: `No dataset given: pass --data_dir /path/to/dataset`."""
+    with pytest.raises(DataError, match="No dataset given: pass --data_dir"):
+        train_mod.main(ARGS + ["--output_dir", str(tmp_path / "run")])
+
+
+def test_unknown_model_name(tiny, tmp_path, train_mod):
+    """User sees: `Unknown model 'ghostnet_07'. Did you mean 'ghostnet_050' ...? Registered models: ...`."""
+    with pytest.raises(ValueError, match=r"Unknown model 'ghostnet_07'\. Did you mean .*Registered models"):
+        train_mod.main(ARGS + ["--data_dir", tiny, "--output_dir", str(tmp_path / "run"), "--model", "ghostnet_07"])
+
+
+def test_recipe_num_classes_disagrees_with_dataset(tiny, tmp_path, train_mod):
+    """User sees: `'<data>/train' has 3 class folders but num_classes is 1000; pass --num_classes 3`."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: ghostnet_050\nnum_classes: 1000\n")
+    args = [a for a in ARGS if a not in ("--num_classes", "3")]
+    with pytest.raises(ValueError, match="has 3 class folders but num_classes is 1000; pass --num_classes 3"):
+        train_mod.main(["-c", str(recipe)] + args + ["--data_dir", tiny, "--output_dir", str(tmp_path / "run")])
+
+
+# ------------------------------------------------------------------------------------------------ data
+def test_missing_data_dir_on_disk(tmp_path):
+    """User sees: `Split folder '<dir>/train' not found ('<dir>' does not exist)`."""
+    with pytest.raises(DataError, match="does not exist"):
+        inspect_split(str(tmp_path / "nowhere"), "train")
+
+
+def test_split_folder_missing(tiny, tmp_path):
+    """User sees: `Split folder '.../validation' not found ('...' holds ['train', 'val'])` and the flag to fix it."""
+    with pytest.raises(DataError, match=r"holds \['train', 'val'\].*--train_split/--val_split"):
+        inspect_split(tiny, "validation")
+
+
+def test_empty_class_folder(tiny, tmp_path):
+    """User sees: `1 class folder(s) hold no images (class_3); remove them or add images`."""
+    data = _copy_tree(tiny, tmp_path / "d")
+    os.makedirs(os.path.join(data, "train", "class_3"))
+    with pytest.raises(DataError, match=r"1 class folder\(s\) hold no images \(class_3\)"):
+        inspect_split(data, "train")
+
+
+def test_train_and_val_classes_differ(tiny, tmp_path, train_mod):
+    """User sees: `train and val class folders differ: ['class_2', 'class_x']`."""
+    data = _copy_tree(tiny, tmp_path / "d")
+    os.rename(os.path.join(data, "val", "class_2"), os.path.join(data, "val", "class_x"))
+    with pytest.raises(ValueError, match=r"train and val class folders differ: \['class_2', 'class_x'\]"):
+        train_mod.main(ARGS + ["--data_dir", data, "--output_dir", str(tmp_path / "run"), "--val_every", "1"])
+
+
+def _jpeg_bytes(size=64):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+BAD_FILES = {
+    # name: (content, reason shown).  Without the scan, MindSpore 2.10 fails opaquely on the first two,
+    # kills the process with SIGFPE on the truncated JPEG and hangs forever on the garbage-body JPEG.
+    "empty.jpg": (b"", "empty file (0 bytes)"),
+    "notes.txt": (b"labels were checked by hand", "not an image file (extension)"),
+    "page.jpg": (b"<!DOCTYPE html><html>403</html>", "not an image (unknown file header)"),
+    "cut.jpg": (_jpeg_bytes()[:300], "truncated or corrupt"),
+    "garbage.jpg": (b"\xff\xd8\xff\xe0" + bytes(range(256)) * 2, "truncated or corrupt"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_undecodable_file_is_named_before_training(tiny, tmp_path, name):
+    """User sees: `'<data>/train': 1 file(s) cannot be decoded ...`, then `<path>: <reason>` and
+    `Remove or replace these files`, before any compile (instead of a crash, a hang or an opaque error)."""
+    content, reason = BAD_FILES[name]
+    data = _copy_tree(tiny, tmp_path / "d")
+    bad = os.path.join(data, "train", "class_1", name)
+    with open(bad, "wb") as fh:
+        fh.write(content)
+    with pytest.raises(DataError) as info:
+        inspect_split(data, "train")
+    msg = str(info.value)
+    assert "1 file(s) cannot be decoded" in msg and f"{bad}: {reason}" in msg and "Remove or replace" in msg
+    assert os.path.isfile(bad)  # reported, not deleted
+
+
+def test_bad_files_are_all_listed_with_a_count(tiny, tmp_path):
+    """User sees every bad file (up to 8, then `... and N more`), not only the first one."""
+    data = _copy_tree(tiny, tmp_path / "d")
+    for i in range(10):
+        open(os.path.join(data, "val", "class_0", f"empty{i}.png"), "wb").close()
+    with pytest.raises(DataError, match=r"10 file\(s\) cannot be decoded[\s\S]*\.\.\. and 2 more"):
+        inspect_split(data, "val")
+
+
+def test_odd_but_valid_images_are_converted_to_rgb(tmp_path):
+    """Grey, RGBA, CMYK and 16-bit PNG images pass the scan and come out of the loader as 3x32x32 float
+    images: converted, not crashed, nothing skipped."""
+    from PIL import Image
+
+    from mindghost.data import build_eval_loader, eval_preprocessing
+    from mindghost.training.config import build_config
+
+    root = tmp_path / "odd"
+    for split in ("train", "val"):
+        d = root / split / "a"
+        d.mkdir(parents=True)
+        Image.fromarray(np.full((40, 40), 60, np.uint8)).save(d / "grey.png")
+        Image.fromarray(np.full((40, 40, 4), 90, np.uint8)).save(d / "rgba.png")
+        Image.new("CMYK", (40, 40), (10, 20, 30, 40)).save(d / "cmyk.jpg")
+        Image.fromarray(np.full((40, 40), 40000, np.uint16)).save(d / "deep16.png")
+        Image.fromarray(np.full((40, 40), 60, np.uint8)).save(d / "grey.jpg")
+        Image.fromarray(np.full((40, 40, 3), 60, np.uint8)).save(d / "rgb.bmp")
+    classes, count = inspect_split(str(root), "val")
+    assert classes == ["a"] and count == 6
+    cfg = build_config({"data_dir": str(root), "num_classes": 1, "image_size": 32, "num_workers": 1})
+    pre = eval_preprocessing(cfg, {"crop_pct": 0.875, "interpolation": "bilinear",
+                                   "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
+    shapes = [x.shape for x, _ in build_eval_loader(cfg, pre, 1).create_tuple_iterator(num_epochs=1,
+                                                                                       output_numpy=True)]
+    assert shapes == [(1, 3, 32, 32)] * 6
+
+
+def test_header_scan_is_fast(tmp_path):
+    """The scan reads headers and ends, not pixels: 2,000 files in seconds."""
+    import time
+
+    from mindghost.data.checks import scan_class_folder
+
+    jpg = _jpeg_bytes(16)
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(2000):
+        (d / f"{i}.jpg").write_bytes(jpg)
+    t = time.time()
+    good, bad = scan_class_folder(str(d))
+    assert (good, bad) == (2000, []) and time.time() - t < 3.0
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    import mindspore as ms
+
+    from mindghost import create_model
+
+    root = tmp_path_factory.mktemp("ckpts")
+    ms.set_seed(0)
+    good = str(root / "good.ckpt")
+    ms.save_checkpoint(create_model("ghostnet_050", num_classes=3), good)
+    five = str(root / "five.ckpt")
+    ms.save_checkpoint(create_model("ghostnet_050", num_classes=5), five)
+    other = str(root / "v2.ckpt")
+    ms.save_checkpoint(create_model("ghostnetv2_100", num_classes=3), other)
+    return {"dir": root, "good": good, "five": five, "other": other}
+
+
+def _model():
+    from mindghost import create_model
+
+    return create_model("ghostnet_050", num_classes=3)
+
+
+def test_checkpoint_missing_path(tiny, tmp_path, validate_mod):
+    """User sees: `Checkpoint not found: '<path>'. Pass an existing file to --ckpt_path` (never random weights)."""
+    with pytest.raises(CheckpointError, match="Checkpoint not found: .*Pass an existing file to --ckpt_path"):
+        validate_mod.main(ARGS + ["--data_dir", tiny, "--ckpt_path", str(tmp_path / "nope.ckpt"),
+                                "--output_dir", str(tmp_path / "v")])
+    assert not (tmp_path / "v" / "validate.json").exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    """User sees: `Could not read '<file>' as a MindSpore ckpt checkpoint (...). The file is truncated, corrupt
+    or not a checkpoint`."""
+    from mindghost.models import load_checkpoint
+
+    path = tmp_path / "photo.ckpt"
+    path.write_bytes(_jpeg_bytes())
+    with pytest.raises(CheckpointError, match="truncated, corrupt or not a checkpoint"):
+        load_checkpoint(_model(), str(path))
+
+
+def test_truncated_checkpoint(ckpts, tmp_path):
+    """User sees the same `truncated, corrupt or not a checkpoint` message; a 0-byte file says `empty file`."""
+    from mindghost.models import load_checkpoint
+
+    data = open(ckpts["good"], "rb").read()
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated, corrupt or not a checkpoint"):
+        load_checkpoint(_model(), str(cut))
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty file \(0 bytes\)"):
+        load_checkpoint(_model(), str(empty))
+
+
+def test_checkpoint_of_another_model(ckpts):
+    """User sees: `Checkpoint '...' does not match model 'ghostnet_050': missing N key(s) ... unexpected ...`."""
+    from mindghost.models import load_checkpoint
+
+    with pytest.raises(CheckpointError, match=r"does not match model 'ghostnet_050'[\s\S]*unexpected \d+ key"):
+        load_checkpoint(_model(), ckpts["other"])
+
+
+def test_checkpoint_with_other_num_classes(ckpts):
+    """User sees the shape mismatch and `The classifier differs: set num_classes to the checkpoint's class count`."""
+    from mindghost.models import load_checkpoint
+
+    with pytest.raises(CheckpointError, match=r"shape mismatch[\s\S]*set num_classes to the checkpoint's"):
+        load_checkpoint(_model(), ckpts["five"])
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pth_refused_without_executing(tmp_path):
+    """User sees: `... global 'posix.system' ... Nothing was executed` (UnsafeCheckpointError); the payload
+    never runs (its marker file does not appear)."""
+    from mindghost.convert.pth import UnsafeCheckpointError
+    from mindghost.models import load_checkpoint
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "weights.pth"
+    with open(path, "wb") as fh:
+        pickle.dump({"conv_stem.weight": [0.0], "x": _Evil(str(marker))}, fh, protocol=2)
+    with pytest.raises(UnsafeCheckpointError, match=r"system[\s\S]*Nothing was executed"):
+        load_checkpoint(_model(), str(path))
+    assert not marker.exists()
+
+
+def test_resume_from_plain_weights(ckpts, tiny, tmp_path, train_mod):
+    """User sees: `'<file>' is not a mindghost training checkpoint ... use --ckpt_path instead of --resume`."""
+    with pytest.raises(CheckpointError, match="not a mindghost training checkpoint.*--ckpt_path instead of --resume"):
+        train_mod.main(ARGS + ["--data_dir", tiny, "--output_dir", str(tmp_path / "run"), "--epochs", "1",
+                               "--resume", ckpts["good"]])
+
+
+# ------------------------------------------------------------------------------------------------ saving
+def _small_cell():
+    from mindspore import nn
+
+    return nn.Dense(200, 200)  # 160 kB of weights
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB tmpfs (needs root); None where mounting is not allowed."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        yield None
+        return
+    yield str(mnt)
+    subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_full_disk_at_save_is_reported(small_disk, tmp_path, monkeypatch):
+    """User sees: `could not save checkpoint '.../epoch_0002.ckpt': No space left on device ... the previous
+    checkpoints in '...' are intact`; last.ckpt still loads and holds epoch 1, no partial file is left."""
+    from mindghost.training.checkpoint import LAST, CheckpointManager, CheckpointSaveError, read_meta
+
+    directory = small_disk or str(tmp_path / "ckpt")
+    cell = _small_cell()
+    manager = CheckpointManager(directory, keep=5)
+    manager.save(cell, {"epoch": 1}, "epoch_0001.ckpt")
+    before = open(os.path.join(directory, LAST), "rb").read()
+    if small_disk:
+        with open(os.path.join(directory, "filler"), "wb") as fh:  # fill the disk
+            try:
+                fh.write(b"\0" * (2 << 20))
+            except OSError:
+                pass
+    else:  # no tmpfs here: the writer fails as it would on a full disk
+        import mindspore as ms
+
+        def full(*a, **k):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(ms, "save_checkpoint", full)
+    with pytest.raises(CheckpointSaveError, match=r"epoch_0002\.ckpt.*No space left on device[\s\S]*intact"):
+        manager.save(cell, {"epoch": 2}, "epoch_0002.ckpt")
+    assert open(os.path.join(directory, LAST), "rb").read() == before
+    assert read_meta(os.path.join(directory, LAST))["epoch"] == 1
+    assert sorted(f for f in os.listdir(directory) if f != "filler") == ["epoch_0001.ckpt", LAST]
+    assert isinstance(CheckpointSaveError("x"), RuntimeError)  # run_main prints it and exits 2
+
+
+def test_nonfinite_weights_are_never_saved(tmp_path):
+    """A NaN checkpoint is refused: `refusing to save ... non-finite values in 'weight'`; last.ckpt unchanged."""
+    import mindspore as ms
+
+    from mindghost.training.checkpoint import LAST, CheckpointManager, CheckpointSaveError
+
+    cell = _small_cell()
+    manager = CheckpointManager(str(tmp_path), keep=5)
+    manager.save(cell, {"epoch": 1}, "epoch_0001.ckpt")
+    before = open(tmp_path / LAST, "rb").read()
+    cell.weight.set_data(ms.Tensor(np.full((200, 200), np.nan, np.float32)))
+    with pytest.raises(CheckpointSaveError, match="non-finite values in 'weight'"):
+        manager.save(cell, {"epoch": 2}, "epoch_0002.ckpt")
+    assert open(tmp_path / LAST, "rb").read() == before and not (tmp_path / "epoch_0002.ckpt").exists()
+
+
+# ------------------------------------------------------------------------------------------------ training
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny12, tmp_path, train_mod):
+    """lr 1e12 after a good epoch: user sees `loss is nan at step N (epoch 2, batch B): training stopped` with
+    what to do; the run's last.ckpt is still the finite epoch-1 checkpoint and no NaN checkpoint is written."""
+    from mindghost.training.checkpoint import read_meta
+    from mindghost.training.trainer import TrainingDiverged
+
+    out = str(tmp_path / "run")
+    first = train_mod.main(ARGS + ["--data_dir", tiny12, "--output_dir", out, "--epochs", "1", "--lr", "0.001",
+                                   "--scheduler", "constant"])
+    assert first["finished"]
+    last = os.path.join(out, "checkpoints", "last.ckpt")
+    before = open(last, "rb").read()
+    with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf) at step \d+ \(epoch 2, batch \d+\): training "
+                                               r"stopped[\s\S]*last\.ckpt"):
+        train_mod.main(ARGS + ["--data_dir", tiny12, "--output_dir", out, "--epochs", "2", "--lr", "1e12",
+                               "--scheduler", "constant", "--resume", last])
+    assert open(last, "rb").read() == before and read_meta(last)["epoch"] == 1
+    assert all(np.isfinite(v).all() for v in _state(last).values())
+    assert not os.path.exists(os.path.join(out, "checkpoints", "epoch_0002.ckpt"))
+
+
+_KILLER = textwrap.dedent("""
+    # Run train.py, then SIGKILL this process at a chosen point (a real kill -9, no cleanup handlers run).
+    import os, runpy, signal, sys
+    sys.path.insert(0, {root!r})
+    mode, n = sys.argv[1], int(sys.argv[2])
+    if mode == "step":  # after the n-th training step (mid-epoch)
+        from mindghost.training import callbacks
+        orig = callbacks.ProgressLogger.on_step_end
+        def on_step_end(self, state):
+            orig(self, state)
+            if state["step"] >= n:
+                os.kill(os.getpid(), signal.SIGKILL)
+        callbacks.ProgressLogger.on_step_end = on_step_end
+    else:  # during the n-th checkpoint write: half of the temp file is on disk
+        import mindspore as ms
+        real, count = ms.save_checkpoint, [0]
+        def save(obj, path, *a, **k):
+            count[0] += 1
+            real(obj, path, *a, **k)
+            if count[0] >= n:
+                with open(path, "r+b") as fh:
+                    fh.truncate(os.path.getsize(path) // 2)
+                os.kill(os.getpid(), signal.SIGKILL)
+        ms.save_checkpoint = save
+    sys.argv = ["train.py"] + sys.argv[3:]
+    runpy.run_path(os.path.join({root!r}, "train.py"), run_name="__main__")
+""")
+
+
+def _killed_run(tmp_path, mode, n, args):
+    script = tmp_path / "killer.py"
+    script.write_text(_KILLER.format(root=ROOT))
+    r = subprocess.run([sys.executable, str(script), mode, str(n)] + args, capture_output=True, text=True,
+                       timeout=300, cwd=str(tmp_path))
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny12, train_mod, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("reference"))
+    summary = train_mod.main(DET + ["--data_dir", tiny12, "--output_dir", out])
+    assert summary["finished"] and summary["global_step"] == 6
+    return _state(os.path.join(out, "checkpoints", "last.ckpt"))
+
+
+def _assert_same_weights(a, b):
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_kill9_mid_epoch_then_resume_reproduces_the_run(tiny12, tmp_path, train_mod, reference):
+    """kill -9 at step 5 (mid epoch 2): the next start in the same --output_dir logs `resuming from
+    .../last.ckpt` and ends with exactly the weights of the uninterrupted run (deterministic mode)."""
+    out = str(tmp_path / "run")
+    _killed_run(tmp_path, "step", 5, DET + ["--data_dir", tiny12, "--output_dir", out])
+    from mindghost.training.checkpoint import read_meta
+
+    assert read_meta(os.path.join(out, "checkpoints", "last.ckpt"))["epoch"] == 1
+    summary = train_mod.main(DET + ["--data_dir", tiny12, "--output_dir", out])
+    assert summary["finished"] and summary["global_step"] == 6
+    assert "resuming from" in open(os.path.join(out, "train.log")).read()
+    _assert_same_weights(reference, _state(os.path.join(out, "checkpoints", "last.ckpt")))
+
+
+def test_kill9_during_checkpoint_write_keeps_previous_checkpoint(tiny12, tmp_path, train_mod, reference):
+    """kill -9 while epoch_0002.ckpt is half written: last.ckpt is still the complete epoch-1 checkpoint, only a
+    hidden temp file is partial; resume removes it (`removed an incomplete checkpoint`) and finishes with the
+    uninterrupted run's weights."""
+    from mindghost.training.checkpoint import read_meta
+
+    out = str(tmp_path / "run")
+    _killed_run(tmp_path, "save", 2, DET + ["--data_dir", tiny12, "--output_dir", out])
+    ckpt_dir = os.path.join(out, "checkpoints")
+    names = os.listdir(ckpt_dir)
+    assert "epoch_0002.ckpt" not in names and any(n.startswith(".epoch_0002.ckpt.tmp") for n in names), names
+    assert read_meta(os.path.join(ckpt_dir, "last.ckpt"))["epoch"] == 1
+    summary = train_mod.main(DET + ["--data_dir", tiny12, "--output_dir", out])
+    assert summary["finished"]
+    assert not [n for n in os.listdir(ckpt_dir) if ".tmp" in n]
+    assert "removed an incomplete checkpoint" in open(os.path.join(out, "train.log")).read()
+    _assert_same_weights(reference, _state(os.path.join(ckpt_dir, "last.ckpt")))
+
+
+# ------------------------------------------------------------------------------------------------ output dir
+def test_finished_run_is_not_overwritten(tiny, tmp_path, train_mod):
+    """User sees: `'<dir>' holds a finished run (summary.json exists). Choose another --output_dir, pass
+    --overwrite True ..., or --resume ...`; the finished run's files are untouched."""
+    out = tmp_path / "done"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "summary.json").write_text('{"finished": true}')
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    with pytest.raises(FileExistsError, match=r"holds a finished run[\s\S]*--overwrite True"):
+        train_mod.main(ARGS + ["--data_dir", tiny, "--output_dir", str(out), "--epochs", "1"])
+    assert (out / "summary.json").read_text() == '{"finished": true}'
+    assert (out / "checkpoints" / "last.ckpt").read_bytes() == b"weights"
+    assert sorted(os.listdir(out)) == ["checkpoints", "summary.json"]
+
+
+def test_two_runs_started_in_the_same_second_get_different_dirs(tmp_path, monkeypatch):
+    """Default output dirs are runs/<model>-<timestamp>; a second run in the same second gets a `-1` suffix
+    instead of sharing (and clobbering) the first run's files."""
+    import time
+
+    from mindghost.training import trainer
+    from mindghost.training.config import build_config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20260101-000000")
+    cfg = build_config({"model": "ghostnet_050"})
+    a = trainer.prepare_run_dir(cfg, "CPU", 0, 1)
+    b = trainer.prepare_run_dir(cfg, "CPU", 0, 1)
+    assert a.directory != b.directory
+    assert a.directory == os.path.join("runs", "ghostnet_050-20260101-000000")
+    assert b.directory == a.directory + "-1"
+    assert not a.resume_from and not b.resume_from
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_user_error_exits_2_with_one_message(tmp_path):
+    """`python train.py --data_dir /missing ...` prints `error: Split folder ...` and the traceback hint, no
+    traceback, and exits 2."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("MINDGHOST_TRACEBACK", None)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train.py")] + ARGS
+                       + ["--data_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "run")],
+                       capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path))
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "error: Split folder" in r.stderr and "does not exist" in r.stderr
+    assert "Traceback" not in r.stderr and "MINDGHOST_TRACEBACK=1" in r.stderr
