@@ -108,7 +108,8 @@ class _TorchRunner:
         self.fns: Dict[str, Callable[[], object]] = {}
         self.info = {"versions": {"torch": torch.__version__, "timm": timm.__version__},
                      "threads": torch.get_num_threads(), "channels_last": self.channels_last,
-                     "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}
+                     "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+                     "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA")}
 
     def _place(self, obj):
         return obj.to(memory_format=self.torch.channels_last) if self.channels_last else obj

@@ -273,25 +273,29 @@ def format_table(results: Dict[str, Dict[str, float]], batch: int, reference: st
 
 
 def start_subprocess_peers(peers: Sequence[str], model: str, img_size: int, batch: int, num_classes: int,
-                           threads: int, device: str, torch_python: str) -> Dict[str, SubprocessPeer]:
+                           threads: int, device: str, torch_python: str,
+                           torch_env: Optional[Dict[str, str]] = None,
+                           user_isa: bool = False) -> Dict[str, SubprocessPeer]:
     """Start the children of the requested subprocess peers; a peer that cannot start raises PeerError.
 
     - `shipped`: MindSpore as a MindCV user gets it: MindCV's model, oneDNN's default ISA (ONEDNN_MAX_CPU_ISA
       removed from the child's environment), MindSpore's default thread count.
     - `shipped_mindghost`: mindghost's model with oneDNN's default ISA (isolates the ISA setting).
     - `torch` / `torch_cl`: timm's model in PyTorch eager (NCHW / channels_last), `threads` threads, run by
-      `torch_python`.
+      `torch_python`, with `torch_env` added to the environment. PyTorch bundles its own oneDNN, which reads
+      ONEDNN_MAX_CPU_ISA too: the torch children keep it only if the user set it (`user_isa`), not mindghost.
     """
     common = ["--model", model, "--img_size", str(img_size), "--batch", str(batch), "--num_classes", str(num_classes),
               "--device", device]
     shipped_env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
+    torch_env = dict(os.environ if user_isa else shipped_env, **(torch_env or {}))
     specs = {
         "shipped": (sys.executable, ["--framework", "mindspore", "--source", "mindcv", "--threads", "0"], shipped_env),
         "shipped_mindghost": (sys.executable, ["--framework", "mindspore", "--source", "mindghost",
                                                "--threads", str(threads)], shipped_env),
-        "torch": (torch_python, ["--framework", "torch", "--source", "timm", "--threads", str(threads)], None),
+        "torch": (torch_python, ["--framework", "torch", "--source", "timm", "--threads", str(threads)], torch_env),
         "torch_cl": (torch_python, ["--framework", "torch", "--source", "timm", "--threads", str(threads),
-                                    "--channels_last"], None),
+                                    "--channels_last"], torch_env),
     }
     started: Dict[str, SubprocessPeer] = {}
     try:
@@ -405,6 +409,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "thread count), shipped_mindghost (mindghost's model, oneDNN's default ISA), torch / "
                              "torch_cl (timm's model in PyTorch eager, NCHW / channels_last; needs --torch_python)")
     parser.add_argument("--torch_python", default="", help="python of a venv with torch + timm, for the torch peers")
+    parser.add_argument("--torch_env", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra environment of the torch peers, e.g. OMP_WAIT_POLICY=PASSIVE: on a loaded machine "
+                             "PyTorch's spinning OpenMP barriers can make it 10-100x slower")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds per task (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per implementation after the first")
@@ -425,10 +432,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.batch < 1:
         parser.error("--repeats and --batch must be >= 1")
+    if any("=" not in kv for kv in args.torch_env):
+        parser.error("--torch_env takes KEY=VALUE pairs")
+    torch_env = dict(kv.split("=", 1) for kv in args.torch_env)
 
     from ..runtime import num_cores, prepare_environment
     from .export import setup_mindspore
 
+    user_isa = "ONEDNN_MAX_CPU_ISA" in os.environ
     device, note = prepare_environment(args.device)
     from ..models import get_default_cfg
 
@@ -488,7 +499,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"starting peer {name} (a child process)", flush=True)
         try:
             children.update(start_subprocess_peers([name], args.model, img_size, args.batch, args.num_classes,
-                                                   threads, device, args.torch_python))
+                                                   threads, device, args.torch_python, torch_env, user_isa))
         except PeerError as e:
             skipped[name] = str(e)
     for peer, why in skipped.items():
@@ -536,6 +547,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             source = f"{args.pipeline_images} generated 500x375 JPEGs"
         for workers in args.workers:
             workers = workers or num_cores()
+            if workers > (os.cpu_count() or 1):  # MindSpore's dataset refuses more workers than CPUs
+                skipped[f"pipeline_workers_{workers}"] = f"MindSpore allows at most {os.cpu_count()} workers here"
+                print(f"skipping the input pipeline with {workers} workers: {skipped[f'pipeline_workers_{workers}']}")
+                continue
             print(f"timing the input pipeline on {source} with {workers} workers", flush=True)
             row = time_input_pipeline(data_dir, args.data_split, img_size, args.batch, workers,
                                       args.auto_augment, args.pipeline_images if args.data_dir else 0)
@@ -544,7 +559,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if train:
                 row["vs_train_step"] = row["img_per_s"] / train
             pipelines.append(row)
-        pipeline = pipelines[0]
+        pipeline = pipelines[0] if pipelines else None
     floor = None
     if args.floor:
         print("measuring matmul GFLOP/s and copy bandwidth for the physical floor", flush=True)
