@@ -5,7 +5,7 @@ Paper: "GhostNet: More Features from Cheap Operations", Han et al., CVPR 2020 (a
 Reference code: huawei-noah/Efficient-AI-Backbones `ghostnet_pytorch/ghostnet.py`; timm `ghostnet.py`;
 MindCV `mindcv/models/ghostnet.py` (parameter names match MindCV, so its checkpoints load as they are).
 """
-from typing import Dict, NamedTuple, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from mindspore import Tensor, nn
@@ -96,8 +96,14 @@ class GhostNet(nn.Cell):
         drop_rate: float = 0.2,
         ratio: int = 2,
         dw_size: int = 3,
+        block_fn: Optional[Callable[[int, int, int, int, BlockSpec], nn.Cell]] = None,
     ) -> None:
+        """`block_fn(index, in_chs, mid_chs, out_chs, spec)` builds each bottleneck (GhostNetV2 passes its own)."""
         super().__init__()
+        if block_fn is None:
+            def block_fn(index: int, in_chs: int, mid_chs: int, out_chs: int, spec: BlockSpec) -> nn.Cell:
+                return GhostBottleneck(in_chs, mid_chs, out_chs, spec.kernel, spec.stride, spec.se_ratio,
+                                       ratio=ratio, dw_size=dw_size)
         self.num_classes = num_classes
         self.drop_rate = drop_rate
         stem_chs = make_divisible(16 * width, 4)
@@ -106,14 +112,14 @@ class GhostNet(nn.Cell):
         self.act1 = nn.ReLU()
         prev_chs = stem_chs
         stages = []
+        index = 0
         for stage in arch:
             blocks = []
             for spec in stage:
                 out_chs = make_divisible(spec.out * width, 4)
-                mid_chs = make_divisible(spec.exp * width, 4)
-                blocks.append(GhostBottleneck(prev_chs, mid_chs, out_chs, spec.kernel, spec.stride, spec.se_ratio,
-                                              ratio=ratio, dw_size=dw_size))
+                blocks.append(block_fn(index, prev_chs, make_divisible(spec.exp * width, 4), out_chs, spec))
                 prev_chs = out_chs
+                index += 1
             stages.append(nn.SequentialCell(blocks))
         head_chs = make_divisible(arch[-1][-1].exp * width, 4)
         stages.append(ConvBnAct(prev_chs, head_chs, 1))

@@ -17,8 +17,8 @@ from mindspore import Tensor, nn, ops
 
 from ._registry import DefaultCfg, register_model
 from ._weights import rename_torch_state_dict
-from .ghostnet import GHOSTNET_V1_ARCH, BlockSpec, GhostBottleneck
-from .layers import ConvBnAct, GhostModule, conv2d, init_weights, make_divisible
+from .ghostnet import GHOSTNET_V1_ARCH, BlockSpec, GhostBottleneck, GhostNet
+from .layers import GhostModule, conv2d
 
 __all__ = ["GhostModuleV2", "GhostBottleneckV2", "GhostNetV2"]
 
@@ -89,7 +89,7 @@ class GhostBottleneckV2(GhostBottleneck):
             self.ghost1 = GhostModuleV2(in_chs, mid_chs, ratio=ratio, dw_size=dw_size)
 
 
-class GhostNetV2(nn.Cell):
+class GhostNetV2(GhostNet):
     """GhostNetV2 with any width multiplier; bottlenecks with a global index ≥ `attn_from` use DFC attention."""
 
     def __init__(
@@ -103,56 +103,11 @@ class GhostNetV2(nn.Cell):
         ratio: int = 2,
         dw_size: int = 3,
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.drop_rate = drop_rate
-        stem_chs = make_divisible(16 * width, 4)
-        self.conv_stem = conv2d(in_channels, stem_chs, 3, 2)
-        self.bn1 = nn.BatchNorm2d(stem_chs)
-        self.act1 = nn.ReLU()
-        prev_chs = stem_chs
-        stages = []
-        block_idx = 0
-        for stage in arch:
-            blocks = []
-            for spec in stage:
-                out_chs = make_divisible(spec.out * width, 4)
-                mid_chs = make_divisible(spec.exp * width, 4)
-                blocks.append(GhostBottleneckV2(prev_chs, mid_chs, out_chs, spec.kernel, spec.stride, spec.se_ratio,
-                                                attn=block_idx >= attn_from, ratio=ratio, dw_size=dw_size))
-                prev_chs = out_chs
-                block_idx += 1
-            stages.append(nn.SequentialCell(blocks))
-        head_chs = make_divisible(arch[-1][-1].exp * width, 4)
-        stages.append(ConvBnAct(prev_chs, head_chs, 1))
-        self.blocks = nn.SequentialCell(stages)
-        self.head_hidden_size = head_chs
-        self.num_features = 1280  # the 1×1 head conv width is fixed, not scaled with `width`
-        self.conv_head = conv2d(head_chs, self.num_features, 1, bias=True)
-        self.act2 = nn.ReLU()
-        self.flatten = nn.Flatten()
-        self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
-        self.classifier = nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        init_weights(self)
+        def block_fn(index: int, in_chs: int, mid_chs: int, out_chs: int, spec: BlockSpec) -> nn.Cell:
+            return GhostBottleneckV2(in_chs, mid_chs, out_chs, spec.kernel, spec.stride, spec.se_ratio,
+                                     attn=index >= attn_from, ratio=ratio, dw_size=dw_size)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier = nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        init_weights(self.classifier)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.act1(self.bn1(self.conv_stem(x)))
-        return self.blocks(x)
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = x.mean(axis=(2, 3), keep_dims=True)
-        x = self.flatten(self.act2(self.conv_head(x)))
-        if pre_logits:
-            return x
-        return self.classifier(self.dropout(x))
-
-    def construct(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
+        super().__init__(arch, num_classes, width, in_channels, drop_rate, ratio, dw_size, block_fn=block_fn)
 
 
 def checkpoint_filter_fn(state_dict: Mapping[str, object], model: nn.Cell) -> Dict[str, np.ndarray]:
