@@ -68,6 +68,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_listening(port: int, proc, timeout: float = 120.0) -> None:
+    """Wait until something accepts connections on 127.0.0.1:`port` (node 0's msrun scheduler)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, f"msrun exited {proc.returncode} before its scheduler listened on {port}"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listened on port {port} within {timeout} s")
+
+
 def env() -> dict:
     e = dict(os.environ)
     e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + e.get("PATH", "")  # msrun starts a bare `python`
@@ -131,6 +143,8 @@ def runs(data, tmp_path_factory):
     port = free_port()
     procs["node0"] = msrun(str(tmp / "log_n0"), base + ["--output_dir", str(tmp / "nodes")], local=1, node_rank=0,
                            port=port)
+    # node 1's msrun also starts a scheduler on this port (see below): let node 0's bind it first, or the two race
+    wait_listening(port, procs["node0"])
     procs["node1"] = msrun(str(tmp / "log_n1"), base + ["--output_dir", str(tmp / "node1_dir")], local=1,
                            node_rank=1, port=port)
     procs["single"] = single(ARGS + ["--data_dir", data, "--batch_size", str(2 * RANK_BATCH),
