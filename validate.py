@@ -46,6 +46,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if meta and meta.get("model") and meta["model"] != cfg.model:
         raise CheckpointError(f"'{cfg.ckpt_path}' was trained as '{meta['model']}', not '{cfg.model}'; "
                               f"pass --model {meta['model']}")
+    if cfg.fuse_bn == "on" or (cfg.fuse_bn == "auto" and device == "CPU"):
+        from mindghost.tools.fuse import fuse_bn
+
+        model = fuse_bn(model, input_shape=(1, cfg.in_channels, 64, 64), inplace=True)
+        LOG.info(f"folded {len(model.fused_pairs)} BatchNorm layers into their convs (--fuse_bn off to keep them)")
     pre = eval_preprocessing(cfg, model.default_cfg)
     batch = cfg.resolved_eval_batch_size()
     n = min(count, cfg.val_samples) if cfg.val_samples else count
@@ -54,7 +59,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     res = evaluate(EvalNet(model), build_eval_loader(cfg, pre, batch), batch, progress=cfg.progress, expected=n)
     result = {"model": cfg.model, "checkpoint": os.path.abspath(cfg.ckpt_path), "ema": cfg.ema,
               "data_dir": cfg.data_dir, "split": cfg.val_split, "batch_size": batch, "device": device,
-              "image_size": pre.image_size, "crop_pct": pre.crop_pct, "interpolation": pre.interpolation, **res}
+              "image_size": pre.image_size, "crop_pct": pre.crop_pct, "interpolation": pre.interpolation,
+              "bn_folded": len(getattr(model, "fused_pairs", ())), **res}
     if meta:
         result["trained_epochs"] = meta.get("epoch")
     LOG.info(f"top-1 {res['top1']:.2f}  top-5 {res['top5']:.2f}  loss {res['loss']:.4f}  "

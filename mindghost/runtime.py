@@ -3,11 +3,13 @@
 Call `prepare_environment(device)` first (it must run before `import mindspore` to take effect), then
 `setup_context(...)`. Both are idempotent.
 """
+import errno
 import glob
 import logging
 import os
 import shutil
 import sys
+import traceback
 from typing import Tuple
 
 _LOG = logging.getLogger("mindghost")
@@ -76,6 +78,7 @@ def setup_context(device: str, mode: str = "graph", deterministic: bool = False,
             ms.set_context(deterministic="ON")
     if device == "CPU":
         threads = cpu_threads or max(1, num_cores() // local_world_size())
+        os.environ.setdefault("MINDGHOST_KERNEL_THREADS", str(threads))  # read by models/csrc/depthwise.cc
         try:
             from mindspore.device_context.cpu.op_tuning import threads_num  # MindSpore >= 2.5
 
@@ -100,8 +103,25 @@ def _once(key: str, fn) -> None:
         _DONE[key] = True
 
 
+# OSErrors that the user causes and can fix: a missing or existing path, permissions, a full or read-only disk.
+_USER_OS_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+_USER_ERRNOS = frozenset((errno.ENOENT, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR,
+                          errno.ENAMETOOLONG, errno.ENOSPC, errno.EDQUOT, errno.EROFS))
+
+
+def _is_user_error(e: BaseException) -> bool:
+    """A ValueError (bad config, data, checkpoint), one of mindghost's own error classes (ConfigError, DataError,
+    CheckpointError, CheckpointSaveError, TrainingDiverged, ...) or an OSError the user caused (by errno)."""
+    if isinstance(e, (ValueError,) + _USER_OS_ERRORS):
+        return True
+    if any(cls.__module__.split(".")[0] == "mindghost" for cls in type(e).__mro__):
+        return True
+    return isinstance(e, OSError) and e.errno in _USER_ERRNOS
+
+
 def run_main(main, argv) -> None:
-    """Run an entry point: user errors (bad config, data, checkpoint) print one clear message and exit 2.
+    """Run an entry point. A user error (`_is_user_error`) prints one `error: ...` line and exits 2; any other
+    RuntimeError or OSError (e.g. from inside MindSpore) prints its traceback, then the same line, and exits 1.
 
     The process ends with os._exit after flushing: MindSpore 2.10 otherwise prints `Exception ignored in
     Cell.__del__ ... total_instance_count` for every cell still alive at interpreter shutdown. msrun workers
@@ -112,18 +132,28 @@ def run_main(main, argv) -> None:
     try:
         result = main(argv)
         code = result if isinstance(result, int) else 0  # a main that returns an int sets the exit code
-    except SystemExit as e:  # argparse
-        code = e.code if isinstance(e.code, int) else 1
+    except SystemExit as e:  # argparse, or `raise SystemExit("error: ...")`
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:  # what the interpreter would do: print the message, exit 1
+            print(e.code, file=sys.stderr)
+            code = 1
     except KeyboardInterrupt:
         print("interrupted: rerun with the same --output_dir (or --resume RUN_DIR/checkpoints/last.ckpt) to continue "
               "from the last saved checkpoint", file=sys.stderr)
         code = 130
-    except (ValueError, OSError, RuntimeError) as e:  # OSError: full disk, permissions, missing files
-        if os.environ.get("MINDGHOST_TRACEBACK"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        print("(set MINDGHOST_TRACEBACK=1 to see the traceback)", file=sys.stderr)
-        code = 2
+    except (ValueError, OSError, RuntimeError) as e:
+        if _is_user_error(e):
+            if os.environ.get("MINDGHOST_TRACEBACK"):
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            print("(set MINDGHOST_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+            code = 2
+        else:  # not the user's doing (e.g. a MindSpore crash): the traceback is what a bug report needs
+            traceback.print_exc()
+            first_line = next((line for line in str(e).splitlines() if line.strip()), "")
+            print(f"error: {type(e).__name__}: {first_line} (an internal error; traceback above)", file=sys.stderr)
+            code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

@@ -12,71 +12,24 @@ the input shape, the recipe version, timm's state-dict manifest (names and shape
 the same PyTorch-named weights and push them through the production `checkpoint_filter_fn`) and the logits.
 """
 import argparse
-import importlib.abc
-import importlib.machinery
 import json
 import os
 import sys
-import types
 
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
 import parity_recipe  # noqa: E402
+
+from mindghost.tools._torch_compat import import_timm  # noqa: E402  (needs torch + timm only, not MindSpore)
 
 # (timm model name, input shape N×C×H×W). v2 at 72×88: its DFC maps are 18×22, 9×11, 5×6 and 3×3, so the
 # nearest upsample is checked on odd and even sizes, square and not.
 FIXTURES = (("ghostnet_050", (2, 3, 64, 64)), ("ghostnetv2_100", (2, 3, 72, 88)))
 SEED = 20240601
 INPUT_SEED = 7
-
-
-class _StubType(type):
-    """Any attribute of a stub is another stub class (timm reads e.g. `InterpolationMode.NEAREST` at import)."""
-
-    def __getattr__(cls, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _StubType(name, (), {})
-
-
-class _StubModule(types.ModuleType):
-    def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _StubType(name, (), {})
-
-
-class _TorchvisionStub(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Stands in for every `torchvision.*` module: timm imports torchvision at load time but GhostNet uses none
-    of it, and the torchvision wheels beside a CPU-only torch are CUDA builds that fail to load."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname == "torchvision" or fullname.startswith("torchvision."):
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = _StubModule(spec.name)
-        module.__path__ = []
-        return module
-
-    def exec_module(self, module):
-        pass
-
-
-def import_timm():
-    try:
-        import timm
-    except (ImportError, RuntimeError, OSError) as e:
-        print(f"timm did not import ({type(e).__name__}: {e}); retrying with a torchvision stub")
-        for name in [n for n in sys.modules if n == "timm" or n.startswith(("timm.", "torchvision"))]:
-            del sys.modules[name]
-        sys.meta_path.insert(0, _TorchvisionStub())
-        import timm
-    return timm
 
 
 def make_fixture(timm, name: str, input_shape, out_dir: str) -> str:

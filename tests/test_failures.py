@@ -557,3 +557,45 @@ def test_cli_user_error_exits_2_with_one_message(tmp_path):
     assert r.returncode == 2, r.stderr[-2000:]
     assert "error: Split folder" in r.stderr and "does not exist" in r.stderr
     assert "Traceback" not in r.stderr and "MINDGHOST_TRACEBACK=1" in r.stderr
+
+
+_RUN_MAIN = textwrap.dedent("""
+    import errno, sys
+    sys.path.insert(0, {root!r})
+    from mindghost import runtime
+    from mindghost.training.checkpoint import CheckpointSaveError
+
+    ERRORS = {{
+        "internal": RuntimeError("kernel launch failed\\n----\\n- C++ Call Stack: (For framework developers)"),
+        "io": OSError(errno.EIO, "Input/output error"),
+        "full": OSError(errno.ENOSPC, "No space left on device"),
+        "missing": FileNotFoundError("no metrics.jsonl in 'runs/x'"),
+        "own": CheckpointSaveError("could not save checkpoint 'x.ckpt'"),
+    }}
+
+    def main(argv):
+        raise ERRORS[argv[0]]
+
+    runtime.run_main(main, sys.argv[1:])
+""")
+
+
+@pytest.mark.parametrize("kind, code, first", [
+    ("internal", 1, "error: RuntimeError: kernel launch failed (an internal error; traceback above)"),
+    ("io", 1, "error: OSError: [Errno 5] Input/output error (an internal error; traceback above)"),
+    ("full", 2, "error: [Errno 28] No space left on device"),
+    ("missing", 2, "error: no metrics.jsonl in 'runs/x'"),
+    ("own", 2, "error: could not save checkpoint 'x.ckpt'"),
+])
+def test_cli_internal_errors_keep_their_traceback(tmp_path, kind, code, first):
+    """User errors (mindghost's own error classes, a full disk, a missing file) print one line and exit 2;
+    any other RuntimeError/OSError (a MindSpore crash, an I/O error) prints its traceback, then one line naming
+    it as internal, and exits 1."""
+    script = tmp_path / "entry.py"
+    script.write_text(_RUN_MAIN.format(root=ROOT))
+    env = dict(os.environ)
+    env.pop("MINDGHOST_TRACEBACK", None)
+    r = subprocess.run([sys.executable, str(script), kind], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == code, r.stderr
+    assert first in r.stderr.splitlines(), r.stderr
+    assert ("Traceback" in r.stderr) == (code == 1), r.stderr

@@ -74,3 +74,13 @@ def test_missing_or_mismatched_checkpoint_is_an_error(setup, validate_mod):
                                   "--model", "ghostnet_100"])
     with pytest.raises(ValueError, match="class folders"):
         validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["plain"], "--num_classes", "4"])
+
+
+def test_bn_folding_on_cpu_changes_no_result(setup, validate_mod):
+    common = ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["plain"], "--batch_size", "8",
+                     "--output_dir", setup["out"]]
+    folded = validate_mod.main(common)  # fuse_bn auto: on, since the device is CPU
+    kept = validate_mod.main(common + ["--fuse_bn", "off"])
+    assert folded["bn_folded"] > 0 and kept["bn_folded"] == 0
+    assert folded["top1"] == kept["top1"] and folded["top5"] == kept["top5"]
+    assert abs(folded["loss"] - kept["loss"]) < 1e-5 * max(1.0, abs(kept["loss"]))

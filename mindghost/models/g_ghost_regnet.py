@@ -20,9 +20,10 @@ from typing import Dict, NamedTuple, Tuple
 import numpy as np
 from mindspore import Tensor, nn, ops
 
+from ._head import ClassifierHeadMixin
 from ._registry import DefaultCfg, register_model
 from ._weights import rename_torch_state_dict
-from .layers import conv2d, init_weights
+from .layers import GlobalAvgPool, conv2d, init_weights
 
 __all__ = ["RegNetXSpec", "Bottleneck", "GGhostStage", "GGhostRegNet", "G_GHOST_REGNETX_ARCHS"]
 
@@ -115,14 +116,15 @@ class GGhostStage(nn.Cell):
         self.cheap = _conv_bn(cheap_chs, cheap_chs, 1)
         self.cheap_relu = nn.ReLU()
         self.layers = nn.CellList([Bottleneck(raw_chs, raw_chs, 1, raw_group_width) for _ in range(depth - 2)])
+        self.pool = GlobalAvgPool()
 
     def construct(self, x: Tensor) -> Tensor:
         x0 = self.base(x)
-        pooled = [x0.mean(axis=(2, 3), keep_dims=True)]
+        pooled = [self.pool(x0)]
         raw, cheap = ops.split(x0, self.split_sizes, axis=1)
         for layer in self.layers:
             raw = layer(raw)
-            pooled.append(raw.mean(axis=(2, 3), keep_dims=True))
+            pooled.append(self.pool(raw))
         mix = self.merge(ops.concat(pooled, axis=1))
         cheap = self.cheap_relu(self.cheap(cheap) + mix)
         return self.end(ops.concat((raw, cheap), axis=1))
@@ -134,12 +136,14 @@ def _plain_stage(in_chs: int, out_chs: int, group_width: int, depth: int, stride
     return nn.SequentialCell(blocks)
 
 
-class GGhostRegNet(nn.Cell):
+class GGhostRegNet(ClassifierHeadMixin, nn.Cell):
     """G-GhostNet on a RegNetX design: 3×3 stem (32 channels, stride 2) → 4 stages (stride 2 each) → pool → fc.
 
     Stage 1 is plain RegNetX; a later stage is a G-Ghost stage when it has more than 2 blocks (as in the
     reference: stages 2 and 4 depend on depth, stage 3 always qualifies).
     """
+
+    classifier_attr = "fc"
 
     def __init__(
         self,
@@ -165,15 +169,11 @@ class GGhostRegNet(nn.Cell):
             setattr(self, f"layer{i + 1}", stage)
             prev_chs = width
         self.num_features = prev_chs
+        self.global_pool = GlobalAvgPool()
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
-        self.fc = nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = self.make_classifier(num_classes)
         init_weights(self)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        init_weights(self.fc)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
@@ -181,15 +181,6 @@ class GGhostRegNet(nn.Cell):
         x = self.layer2(x)
         x = self.layer3(x)
         return self.layer4(x)
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.flatten(x.mean(axis=(2, 3), keep_dims=True))
-        if pre_logits:
-            return x
-        return self.fc(self.dropout(x))
-
-    def construct(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def checkpoint_filter_fn(state_dict: Dict[str, np.ndarray], model: nn.Cell) -> Dict[str, np.ndarray]:

@@ -27,8 +27,9 @@ from mindcv.models.resnet import ResNet
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common import initializer as init
 
+from ._head import ClassifierHeadMixin
 from ._registry import DefaultCfg, register_model
-from .layers import GhostModule, init_weights
+from .layers import GhostModule, GlobalAvgPool, conv2d, init_weights
 
 __all__ = ["GhostConv2d", "GhostDense", "GhostResNet", "ghostify"]
 
@@ -61,8 +62,7 @@ class GhostConv2d(nn.Cell):
         self.trim = init_channels + new_channels != out_channels
         self.primary_conv = nn.Conv2d(in_channels, init_channels, kernel_size, stride, pad_mode=pad_mode,
                                       padding=padding, dilation=dilation, has_bias=has_bias)
-        self.cheap_operation = nn.Conv2d(init_channels, new_channels, dw_size, 1, pad_mode="pad",
-                                         padding=dw_size // 2, group=init_channels, has_bias=has_bias)
+        self.cheap_operation = conv2d(init_channels, new_channels, dw_size, groups=init_channels, bias=has_bias)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, ratio: int = 2, dw_size: int = 3) -> "GhostConv2d":
@@ -177,7 +177,7 @@ class _Bottleneck(_MindCVBottleneck):
         return self.relu(out + identity)
 
 
-class GhostResNet(ResNet):
+class GhostResNet(ClassifierHeadMixin, ResNet):
     """MindCV's ResNet (bottleneck blocks) with every conv but the stem, and the classifier, made Ghost modules.
 
     Parameter names are MindCV's ResNet's (`layer1.0.conv1.primary_conv.weight`, `classifier.primary.weight`).
@@ -199,20 +199,16 @@ class GhostResNet(ResNet):
         self.ghost_classifier = ghost_classifier
         self.drop_rate = drop_rate
         self.ghosted = ghostify(self, ratio, dw_size, skip_first_conv=True, dense=False)
+        self.global_pool = GlobalAvgPool()
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
         init_weights(self)
         self.reset_classifier(num_classes)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        if num_classes <= 0:
-            self.classifier = nn.Identity()
-        elif self.ghost_classifier:
-            self.classifier = GhostDense(self.num_features, num_classes, ratio=self.ratio)
-        else:
-            self.classifier = nn.Dense(self.num_features, num_classes)
-        init_weights(self.classifier)
+    def make_classifier(self, num_classes: int) -> nn.Cell:
+        if num_classes > 0 and self.ghost_classifier:
+            return GhostDense(self.num_features, num_classes, ratio=self.ratio)
+        return super().make_classifier(num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.max_pool(self.relu(self.bn1(self.conv1(x))))
@@ -220,15 +216,6 @@ class GhostResNet(ResNet):
         x = self.layer2(x)
         x = self.layer3(x)
         return self.layer4(x)
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.flatten(x.mean(axis=(2, 3), keep_dims=True))
-        if pre_logits:
-            return x
-        return self.classifier(self.dropout(x))
-
-    def construct(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _create_ghost_resnet(variant: str, ratio: int = 2, dw_size: int = 3, **kwargs) -> GhostResNet:

@@ -5,14 +5,15 @@ Paper: "GhostNet: More Features from Cheap Operations", Han et al., CVPR 2020 (a
 Reference code: huawei-noah/Efficient-AI-Backbones `ghostnet_pytorch/ghostnet.py`; timm `ghostnet.py`;
 MindCV `mindcv/models/ghostnet.py` (parameter names match MindCV, so its checkpoints load as they are).
 """
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Type
 
 import numpy as np
 from mindspore import Tensor, nn
 
+from ._head import ClassifierHeadMixin
 from ._registry import DefaultCfg, register_model
 from ._weights import rename_torch_state_dict
-from .layers import ConvBnAct, GhostModule, SqueezeExcite, conv2d, init_weights, make_divisible
+from .layers import ConvBnAct, GhostModule, GlobalAvgPool, SqueezeExcite, conv2d, init_weights, make_divisible
 
 __all__ = ["BlockSpec", "GhostBottleneck", "GhostNet", "GHOSTNET_V1_ARCH"]
 
@@ -84,7 +85,7 @@ class GhostBottleneck(nn.Cell):
         return x + shortcut  # not `+=`: an in-place add has no ONNX mapping
 
 
-class GhostNet(nn.Cell):
+class GhostNet(ClassifierHeadMixin, nn.Cell):
     """GhostNet v1 with any width multiplier and any Ghost-module ratio `ratio` (s) and cheap kernel `dw_size` (d)."""
 
     def __init__(
@@ -128,29 +129,21 @@ class GhostNet(nn.Cell):
         self.num_features = 1280  # the 1×1 head conv width is fixed, not scaled with `width`
         self.conv_head = conv2d(head_chs, self.num_features, 1, bias=True)
         self.act2 = nn.ReLU()
+        self.global_pool = GlobalAvgPool()
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
-        self.classifier = nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier = self.make_classifier(num_classes)
         init_weights(self)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier = nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        init_weights(self.classifier)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.act1(self.bn1(self.conv_stem(x)))
         return self.blocks(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = x.mean(axis=(2, 3), keep_dims=True)
-        x = self.flatten(self.act2(self.conv_head(x)))
+        x = self.flatten(self.act2(self.conv_head(self.global_pool(x))))
         if pre_logits:
             return x
         return self.classifier(self.dropout(x))
-
-    def construct(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def checkpoint_filter_fn(state_dict: Dict[str, np.ndarray], model: nn.Cell) -> Dict[str, np.ndarray]:
@@ -164,10 +157,21 @@ def checkpoint_filter_fn(state_dict: Dict[str, np.ndarray], model: nn.Cell) -> D
     return rename_torch_state_dict(state_dict, model, rename)
 
 
-def _create_ghostnet(default_width: float, **kwargs) -> GhostNet:
-    """`width=` in kwargs overrides the variant's multiplier (any width builds)."""
-    kwargs.setdefault("width", default_width)
-    return GhostNet(**kwargs)
+def register_width_variant(cls: Type[GhostNet], name: str, width: float, doc: str) -> Callable[..., GhostNet]:
+    """Register the model `name`: `cls` at `width` (a `width=` kwarg still overrides it, so any width builds).
+
+    The entry point belongs to the module that defines `cls` (its family); that module's `default_cfgs` must
+    hold `name`.
+    """
+
+    def entrypoint(**kwargs) -> GhostNet:
+        kwargs.setdefault("width", width)
+        return cls(**kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__module__ = cls.__module__
+    entrypoint.__doc__ = doc
+    return register_model(entrypoint)
 
 
 def _cfg(**kwargs) -> DefaultCfg:
@@ -181,20 +185,6 @@ default_cfgs = {
     "ghostnet_130": _cfg(paper_top1=75.7, weights="mindcv ghostnet_130-cf4c235c.ckpt"),
 }
 
-
-@register_model
-def ghostnet_050(**kwargs) -> GhostNet:
-    """GhostNet-0.5x: 2.59M params, 42.3M MACs at 224."""
-    return _create_ghostnet(0.5, **kwargs)
-
-
-@register_model
-def ghostnet_100(**kwargs) -> GhostNet:
-    """GhostNet-1.0x: 5.18M params, 141.2M MACs at 224."""
-    return _create_ghostnet(1.0, **kwargs)
-
-
-@register_model
-def ghostnet_130(**kwargs) -> GhostNet:
-    """GhostNet-1.3x: 7.36M params, 227.0M MACs at 224."""
-    return _create_ghostnet(1.3, **kwargs)
+ghostnet_050 = register_width_variant(GhostNet, "ghostnet_050", 0.5, "GhostNet-0.5x: 2.59M params, 42.3M MACs at 224.")
+ghostnet_100 = register_width_variant(GhostNet, "ghostnet_100", 1.0, "GhostNet-1.0x: 5.18M params, 141.2M MACs at 224.")
+ghostnet_130 = register_width_variant(GhostNet, "ghostnet_130", 1.3, "GhostNet-1.3x: 7.36M params, 227.0M MACs at 224.")

@@ -15,9 +15,9 @@ import numpy as np
 
 from mindspore import Tensor, nn, ops
 
-from ._registry import DefaultCfg, register_model
+from ._registry import DefaultCfg
 from ._weights import rename_torch_state_dict
-from .ghostnet import GHOSTNET_V1_ARCH, BlockSpec, GhostBottleneck, GhostNet
+from .ghostnet import GHOSTNET_V1_ARCH, BlockSpec, GhostBottleneck, GhostNet, register_width_variant
 from .layers import GhostModule, conv2d
 
 __all__ = ["GhostModuleV2", "GhostBottleneckV2", "GhostNetV2"]
@@ -132,12 +132,6 @@ def checkpoint_filter_fn(state_dict: Mapping[str, object], model: nn.Cell) -> Di
     return rename_torch_state_dict(state_dict, model, rename)
 
 
-def _create_ghostnetv2(default_width: float, **kwargs) -> GhostNetV2:
-    """`width=` in kwargs overrides the variant's multiplier (any width builds)."""
-    kwargs.setdefault("width", default_width)
-    return GhostNetV2(**kwargs)
-
-
 def _cfg(**kwargs) -> DefaultCfg:
     # timm's in1k weights (ported from the official ones) are evaluated with bicubic resize, crop 0.875.
     return DefaultCfg(interpolation="bicubic", paper="GhostNetV2, NeurIPS 2022 (arXiv 2211.12905)", **kwargs)
@@ -150,20 +144,9 @@ default_cfgs = {
     "ghostnetv2_160": _cfg(paper_top1=77.8, weights="huawei-noah ck_ghostnetv2_16.pth.tar; timm ghostnetv2_160.in1k"),
 }
 
-
-@register_model
-def ghostnetv2_100(**kwargs) -> GhostNetV2:
-    """GhostNetV2-1.0x: 6.16M params, 167.0M MACs at 224."""
-    return _create_ghostnetv2(1.0, **kwargs)
-
-
-@register_model
-def ghostnetv2_130(**kwargs) -> GhostNetV2:
-    """GhostNetV2-1.3x: 8.96M params, 269.3M MACs at 224."""
-    return _create_ghostnetv2(1.3, **kwargs)
-
-
-@register_model
-def ghostnetv2_160(**kwargs) -> GhostNetV2:
-    """GhostNetV2-1.6x: 12.39M params, 398.6M MACs at 224."""
-    return _create_ghostnetv2(1.6, **kwargs)
+ghostnetv2_100 = register_width_variant(GhostNetV2, "ghostnetv2_100", 1.0,
+                                        "GhostNetV2-1.0x: 6.16M params, 167.0M MACs at 224.")
+ghostnetv2_130 = register_width_variant(GhostNetV2, "ghostnetv2_130", 1.3,
+                                        "GhostNetV2-1.3x: 8.96M params, 269.3M MACs at 224.")
+ghostnetv2_160 = register_width_variant(GhostNetV2, "ghostnetv2_160", 1.6,
+                                        "GhostNetV2-1.6x: 12.39M params, 398.6M MACs at 224.")

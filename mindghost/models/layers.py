@@ -2,8 +2,11 @@
 import math
 from typing import Optional, Type
 
+import mindspore as ms
 from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
+
+from .depthwise import DepthwiseConv2d
 
 
 def make_divisible(v: float, divisor: int = 4, min_value: Optional[int] = None) -> int:
@@ -22,6 +25,22 @@ class HardSigmoid(nn.Cell):
         return ops.relu6(x + 3.0) / 6.0
 
 
+class GlobalAvgPool(nn.Cell):
+    """Mean over H and W, kept as 1×1. On CPU an AvgPool whose kernel is the whole map: MindSpore's CPU ReduceMean
+    is ~4× slower forward and ~2.6× forward+backward (docs/performance.md), and the pool differs from it by
+    ~1e-7. Elsewhere (Ascend, GPU) ReduceMean, whose kernels are fast and have no kernel-size limits.
+    `use_pool` is read when the graph is compiled; set it before the first call to force one path."""
+
+    def __init__(self, use_pool: Optional[bool] = None) -> None:
+        super().__init__()
+        self.use_pool = ms.get_context("device_target") == "CPU" if use_pool is None else use_pool
+
+    def construct(self, x: Tensor) -> Tensor:
+        if self.use_pool:
+            return ops.AvgPool(kernel_size=(x.shape[2], x.shape[3]), strides=1)(x)
+        return x.mean(axis=(2, 3), keep_dims=True)
+
+
 class SqueezeExcite(nn.Cell):
     """Global pool → 1×1 conv (bias) → act → 1×1 conv (bias) → gate, multiplied back onto the input."""
 
@@ -35,19 +54,24 @@ class SqueezeExcite(nn.Cell):
     ) -> None:
         super().__init__()
         rd_channels = make_divisible(channels * rd_ratio, divisor)
+        self.pool = GlobalAvgPool()
         self.conv_reduce = nn.Conv2d(channels, rd_channels, 1, has_bias=True)
         self.act = act_layer()
         self.conv_expand = nn.Conv2d(rd_channels, channels, 1, has_bias=True)
         self.gate = gate_layer()
 
     def construct(self, x: Tensor) -> Tensor:
-        x_se = x.mean(axis=(2, 3), keep_dims=True)
-        x_se = self.conv_expand(self.act(self.conv_reduce(x_se)))
+        x_se = self.conv_expand(self.act(self.conv_reduce(self.pool(x))))
         return x * self.gate(x_se)
 
 
 def conv2d(in_chs: int, out_chs: int, kernel_size, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
-    """A PyTorch-style convolution: symmetric zero padding of kernel//2 (so PyTorch weights port exactly)."""
+    """A PyTorch-style convolution: symmetric zero padding of kernel//2 (so PyTorch weights port exactly).
+    Depthwise ones (groups == in_chs > 1, odd kernel, stride 1 or 2) are `DepthwiseConv2d`: faster on CPU."""
+    sizes = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+    if (1 < groups == in_chs and out_chs % in_chs == 0 and sizes[0] % 2 == 1 and sizes[1] % 2 == 1
+            and (stride == 1 or (stride == 2 and sizes[0] == sizes[1]))):
+        return DepthwiseConv2d(in_chs, out_chs, kernel_size, stride, bias=bias)
     if isinstance(kernel_size, int):
         return nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad_mode="pad", padding=kernel_size // 2,
                          group=groups, has_bias=bias)

@@ -142,46 +142,13 @@ class _TorchRunner:
 
 
 def _import_timm():
-    """timm imports torchvision at load time; where torchvision is broken (a CUDA wheel beside a CPU torch),
-    stand in an empty module for it, as scripts/make_parity_fixtures.py does (GhostNet uses none of it)."""
-    try:
-        import timm
-    except (ImportError, RuntimeError, OSError):
-        import importlib.abc
-        import importlib.machinery
-        import types
+    """timm, with an empty stand-in for torchvision where torchvision is broken (tools/_torch_compat.py)."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if repo not in sys.path:
+        sys.path.insert(0, repo)  # `mindghost` imports nothing heavy: the torch venv needs no MindSpore
+    from mindghost.tools._torch_compat import import_timm
 
-        class _StubType(type):
-            def __getattr__(cls, name):
-                if name.startswith("__"):
-                    raise AttributeError(name)
-                return _StubType(name, (), {})
-
-        class _StubModule(types.ModuleType):
-            def __getattr__(self, name):
-                if name.startswith("__"):
-                    raise AttributeError(name)
-                return _StubType(name, (), {})
-
-        class _Stub(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-            def find_spec(self, fullname, path, target=None):
-                if fullname == "torchvision" or fullname.startswith("torchvision."):
-                    return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-                return None
-
-            def create_module(self, spec):
-                module = _StubModule(spec.name)
-                module.__path__ = []
-                return module
-
-            def exec_module(self, module):
-                pass
-
-        for name in [n for n in sys.modules if n == "timm" or n.startswith(("timm.", "torchvision"))]:
-            del sys.modules[name]
-        sys.meta_path.insert(0, _Stub())
-        import timm
-    return timm
+    return import_timm()
 
 
 def serve(args, reply: Callable[[dict], None]) -> None:

@@ -1,5 +1,6 @@
 """Speed of a registered model: inference latency and throughput, train-step throughput, compile time, and
-the input pipeline alone, against peers: MindCV's model, BN-folded mindghost and onnxruntime in this process;
+the input pipeline alone, against peers: MindCV's model, BN-folded mindghost, mindghost without its CPU depthwise
+kernel and onnxruntime in this process;
 MindSpore as shipped and PyTorch eager in child processes.
 
     python scripts/benchmark.py --model ghostnet_100 --img_size 224 --batch 32 \
@@ -14,8 +15,9 @@ the device):
   (`TrainOneStepCell`); onnxruntime has no train step.
 For each task every implementation's first call is timed alone (graph compile + one run), then all get
 `--warmup` untimed calls, then `--repeats` rounds run the implementations interleaved (A B C A B C ...), so
-that load from other processes falls on all of them alike; the median of each is reported, and speed ratios
-against torch when it ran (the issue's goals are stated against PyTorch eager), else against mindghost.
+that load from other processes falls on all of them alike, each call after `--settle` seconds of idle time (the
+thread pools of the previous implementation spin for a while after each call); the median of each is reported,
+and speed ratios against torch when it ran (the issue's goals are stated against PyTorch eager), else against mindghost.
 Peers that need their own process (`shipped`: MindCV's model with oneDNN's default ISA and MindSpore's default
 threads; `shipped_mindghost`; `torch`, `torch_cl`: timm in PyTorch eager, run by `--torch_python`) live in a
 persistent child (tools/_bench_worker.py) asked for one timed call at a time over a line protocol, so their
@@ -38,7 +40,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-IN_PROCESS_PEERS = ("mindcv", "fused", "onnxruntime")
+IN_PROCESS_PEERS = ("mindcv", "fused", "no_kernel", "onnxruntime")
 SUBPROCESS_PEERS = ("shipped", "shipped_mindghost", "torch", "torch_cl")
 PEERS = IN_PROCESS_PEERS + SUBPROCESS_PEERS
 TASKS = ("latency", "infer", "train")
@@ -159,8 +161,10 @@ def _ort_infer(path: str, x: np.ndarray, threads: int) -> Callable[[], object]:
     return lambda: session.run(None, {name: x})
 
 
-def run_interleaved(runners: Dict[str, Runner], warmup: int, repeats: int) -> Dict[str, Dict[str, float]]:
-    """First call of each (alone), warm-up, then `repeats` interleaved rounds. Seconds."""
+def run_interleaved(runners: Dict[str, Runner], warmup: int, repeats: int,
+                    settle_s: float = 0.0) -> Dict[str, Dict[str, float]]:
+    """First call of each (alone), warm-up, then `repeats` interleaved rounds, each timed call after `settle_s` of
+    idle time (so that the previous implementation's spinning worker threads have gone to sleep). Seconds."""
     first = {name: run(1)[0] for name, run in runners.items()}
     for run in runners.values():
         if warmup:
@@ -168,6 +172,7 @@ def run_interleaved(runners: Dict[str, Runner], warmup: int, repeats: int) -> Di
     samples: Dict[str, List[float]] = {name: [] for name in runners}
     for _ in range(repeats):
         for name, run in runners.items():
+            time.sleep(settle_s)
             samples[name].extend(run(1))
     return {name: {"first_call_s": first[name], "median_s": statistics.median(samples[name]),
                    "min_s": min(samples[name]), "samples_s": samples[name]} for name in runners}
@@ -404,7 +409,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--num_classes", type=int, default=1000)
     parser.add_argument("--peers", nargs="*", default=[], choices=PEERS,
                         help="also run, in this process: mindcv (MindCV's model of the same name), fused (mindghost "
-                             "with BN folded), onnxruntime (the folded model exported to ONNX); in a child process "
+                             "with BN folded), no_kernel (mindghost with MindSpore's Conv2D for the depthwise convs "
+                             "instead of mindghost's CPU kernel), onnxruntime (the folded model exported to ONNX); "
+                             "in a child process "
                              "each: shipped (MindCV's model on MindSpore as shipped: oneDNN's default ISA and "
                              "thread count), shipped_mindghost (mindghost's model, oneDNN's default ISA), torch / "
                              "torch_cl (timm's model in PyTorch eager, NCHW / channels_last; needs --torch_python)")
@@ -415,6 +422,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds per task (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per implementation after the first")
+    parser.add_argument("--settle", type=float, default=0.2, metavar="SECONDS",
+                        help="idle time before each timed call: OpenMP/oneDNN/MindSpore worker threads spin for a "
+                             "while after a call and would otherwise slow down whichever implementation runs next")
     parser.add_argument("--data_dir", default="", help="ImageFolder root for the input-pipeline timing "
                         "(default: generate --pipeline_images JPEGs in a temp folder)")
     parser.add_argument("--data_split", default="train")
@@ -462,6 +472,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     builders: Dict[str, Callable[[], object]] = {
         "mindghost": lambda: create_model(args.model, num_classes=args.num_classes)}
     skipped: Dict[str, str] = {}
+    if "no_kernel" in args.peers:
+        from ..models.depthwise import set_cpu_kernels
+
+        def without_kernel():
+            model = create_model(args.model, num_classes=args.num_classes)
+            set_cpu_kernels(model, False)
+            return model
+
+        builders["no_kernel"] = without_kernel
     if "mindcv" in args.peers:
         from mindcv.models import create_model as mindcv_create_model
         from mindcv.models import list_models as mindcv_list_models
@@ -528,7 +547,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 runners[name] = child.runner(task)
             print(f"timing {task} (batch {x.shape[0]}): {', '.join(runners)}: first call, {args.warmup} warm-up, "
                   f"{args.repeats} interleaved rounds", flush=True)
-            raw[task] = run_interleaved(runners, args.warmup, args.repeats)
+            raw[task] = run_interleaved(runners, args.warmup, args.repeats, args.settle)
     finally:
         peers_info = {name: child.info for name, child in children.items()}
         for child in children.values():
@@ -569,7 +588,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tmp.cleanup()
 
     print(f"\n{args.model} at {img_size}x{img_size}, {device}, MindSpore {ms.__version__} GRAPH mode, "
-          f"{threads} threads; median of {args.repeats} after {args.warmup} warm-up "
+          f"{threads} threads; median of {args.repeats} after {args.warmup} warm-up, {args.settle:g} s idle before "
+          f"each call "
           f"(load average {load_before[0]:.1f} → {load_after[0]:.1f}); "
           f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
     print(f"(×: speed relative to {reference}, >1 = faster than {reference})")
@@ -600,7 +620,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except ImportError:
                 pass
         report = {"model": args.model, "img_size": img_size, "batch": args.batch, "repeats": args.repeats,
-                  "warmup": args.warmup, "device": device, "threads": threads, "versions": versions,
+                  "warmup": args.warmup, "settle_s": args.settle, "device": device, "threads": threads,
+                  "versions": versions,
                   "date": datetime.datetime.now().isoformat(timespec="seconds"),
                   "load_average": {"before": load_before[0], "after": load_after[0]},
                   "reference": reference, "env": {"ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA")},

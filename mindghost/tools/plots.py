@@ -27,6 +27,16 @@ def require_matplotlib():
     return plt
 
 
+def matplotlib_available() -> bool:
+    """True when matplotlib imports; otherwise prints how to install it (the CLIs then exit 2)."""
+    try:
+        require_matplotlib()
+    except ImportError:
+        print(MATPLOTLIB_HINT)
+        return False
+    return True
+
+
 def load_history(run_dir: str) -> List[Dict[str, Any]]:
     """The per-epoch records of `<run_dir>/metrics.jsonl` that carry an epoch number."""
     from ..training.callbacks import read_metrics
@@ -92,10 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--run_dir", required=True, help="a training run directory (holds metrics.jsonl)")
     parser.add_argument("--out", default="", help="PNG path (default: <run_dir>/curves.png)")
     args = parser.parse_args(argv)
-    try:
-        require_matplotlib()
-    except ImportError:
-        print(MATPLOTLIB_HINT)
+    if not matplotlib_available():
         return 2
     try:
         history = load_history(args.run_dir)

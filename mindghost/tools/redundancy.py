@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .plots import MATPLOTLIB_HINT, require_matplotlib
+from .plots import matplotlib_available, require_matplotlib
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 DEFAULT_LAYERS = ("blocks.0.0.ghost1.primary_conv",)  # GhostNet v1/v2: first bottleneck's intrinsic maps
@@ -208,10 +208,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", default="feature_redundancy.png")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    try:
-        require_matplotlib()
-    except ImportError:
-        print(MATPLOTLIB_HINT)
+    if not matplotlib_available():
         return 2
     paths = image_paths(args.image, args.max_images)
 

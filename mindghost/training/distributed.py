@@ -4,6 +4,8 @@ from typing import Tuple
 
 import numpy as np
 
+from .config import ConfigError
+
 
 def launched_by_msrun() -> bool:
     return "MS_ROLE" in os.environ or "RANK_SIZE" in os.environ or "MS_WORKER_NUM" in os.environ
@@ -14,7 +16,7 @@ def init_distributed(distribute: bool) -> Tuple[int, int]:
     if not distribute:
         return 0, 1
     if not launched_by_msrun():
-        raise RuntimeError(
+        raise ConfigError(
             "distribute=True needs the msrun launcher, e.g. `msrun --bind_core=True --worker_num 8 "
             "python train.py --config ... --data_dir ...`; for one device pass --distribute False")
     import mindspore as ms
