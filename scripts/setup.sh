@@ -56,7 +56,7 @@ if ! command -v "${CXX:-g++}" >/dev/null 2>&1; then
   if can_apt && { echo "== installing g++ (for the CPU depthwise kernel)"; apt_install g++; }; then
     :
   else
-    echo "NOTE: no C++ compiler (${CXX:-g++}): depthwise convs will use MindSpore's Conv2D on CPU (2-5x slower)." \
+    echo "NOTE: no C++ compiler (${CXX:-g++}): depthwise convs will use MindSpore's Conv2D on CPU (training ~1.6x slower)." \
          "Install g++ or set CXX." >&2
   fi
 fi

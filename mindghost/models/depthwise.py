@@ -2,8 +2,9 @@
 compiler and loaded through MindSpore's AOT custom-op interface.
 
 Why: MindSpore's CPU Conv2D runs grouped convolutions through oneDNN's im2col + per-group GEMM (its fast
-depthwise kernels need blocked layouts MindSpore does not use). The direct kernel is 2-5x faster forward and
-backward; forward outputs are bit-identical, gradients equal up to float rounding (tests/test_depthwise.py).
+depthwise kernels need blocked layouts MindSpore does not use), ~2.5 GMAC/s; the direct kernel runs at 22-25
+(docs/performance.md, section 3), which makes a GhostNet train step ~1.6x faster. Forward outputs are
+bit-identical, gradients equal up to float rounding (tests/test_depthwise.py).
 
 `DepthwiseConv2d` is an `nn.Conv2d` (same parameters, checkpoints, BN folding); it takes the kernel path only on
 CPU, for float32, when the library could be built. Export (MINDIR/ONNX) switches it off with
@@ -88,7 +89,7 @@ def kernel_library() -> Optional[str]:
                 _STATE["error"] = str(e)
         if "error" in _STATE:
             _LOG.warning(f"mindghost's CPU depthwise kernel is not used ({_STATE['error']}); depthwise convs run "
-                         f"MindSpore's Conv2D (same results, 2-5x slower on CPU)")
+                         f"MindSpore's Conv2D (same results; training ~1.6x slower on CPU)")
     return _STATE.get("path")
 
 
@@ -128,16 +129,26 @@ def depthwise_op(stride: int, bias: bool = False) -> Callable:
     return _OPS[(stride, bias)]
 
 
+def is_supported(in_chs: int, out_chs: int, kernel_size, stride: int = 1, groups: Optional[int] = None) -> bool:
+    """Whether a conv is one `DepthwiseConv2d` runs: groups == in_chs > 1 (default: in_chs), out_chs a multiple of
+    it, odd kernel sizes, stride 1, or 2 for square kernels."""
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+    groups = in_chs if groups is None else groups
+    return (1 < groups == in_chs and out_chs % in_chs == 0 and kh % 2 == 1 and kw % 2 == 1
+            and (stride == 1 or (stride == 2 and kh == kw)))
+
+
 class DepthwiseConv2d(nn.Conv2d):
     """`nn.Conv2d(in, in * m, k, stride, groups=in)` with symmetric zero padding (kh//2, kw//2) and odd kernel
     sizes; on CPU it runs mindghost's kernel (see the module docstring). `use_kernel` is read when the graph is
     compiled."""
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size, stride: int = 1, bias: bool = False) -> None:
+        if not is_supported(in_chs, out_chs, kernel_size, stride):
+            raise ValueError(f"DepthwiseConv2d needs in_chs > 1, out_chs a multiple of in_chs, odd kernel sizes and "
+                             f"stride 1 or 2 (2 only for square kernels); got {in_chs}→{out_chs}, {kernel_size}, "
+                             f"stride {stride}; use nn.Conv2d for other convolutions")
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        if out_chs % in_chs or kh % 2 == 0 or kw % 2 == 0 or stride not in (1, 2) or (kh != kw and stride != 1):
-            raise ValueError(f"DepthwiseConv2d needs out_chs a multiple of in_chs, odd kernel sizes and stride 1 or 2 "
-                             f"(2 only for square kernels); got {in_chs}→{out_chs}, {kernel_size}, stride {stride}")
         if kh == kw:
             super().__init__(in_chs, out_chs, kh, stride, pad_mode="pad", padding=kh // 2, group=in_chs,
                              has_bias=bias)
@@ -162,21 +173,23 @@ def set_cpu_kernels(model: nn.Cell, enabled: bool) -> int:
     """Switch every DepthwiseConv2d in `model` to (enabled) or away from (disabled) the custom kernel; returns
     how many cells changed. Call before the model's graph is compiled (e.g. before export)."""
     changed = 0
-    for _, cell in model.cells_and_names():
-        if isinstance(cell, DepthwiseConv2d):
-            want = bool(enabled) and cell.depthwise is not None
-            changed += int(cell.use_kernel != want)
-            cell.use_kernel = want
+    for cell in _depthwise_cells(model):
+        want = bool(enabled) and cell.depthwise is not None
+        changed += int(cell.use_kernel != want)
+        cell.use_kernel = want
     return changed
+
+
+def _depthwise_cells(model: nn.Cell):
+    return [cell for _, cell in model.cells_and_names() if isinstance(cell, DepthwiseConv2d)]
 
 
 @contextmanager
 def portable(model: nn.Cell):
     """Within the block, `model` uses only MindSpore's own ops (for export); the previous state comes back after."""
-    cells = [cell for _, cell in model.cells_and_names() if isinstance(cell, DepthwiseConv2d)]
+    cells = _depthwise_cells(model)
     before = [cell.use_kernel for cell in cells]
-    for cell in cells:
-        cell.use_kernel = False
+    set_cpu_kernels(model, False)
     try:
         yield model
     finally:

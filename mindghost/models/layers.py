@@ -6,7 +6,7 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
 
-from .depthwise import DepthwiseConv2d
+from .depthwise import DepthwiseConv2d, is_supported
 
 
 def make_divisible(v: float, divisor: int = 4, min_value: Optional[int] = None) -> int:
@@ -68,9 +68,7 @@ class SqueezeExcite(nn.Cell):
 def conv2d(in_chs: int, out_chs: int, kernel_size, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
     """A PyTorch-style convolution: symmetric zero padding of kernel//2 (so PyTorch weights port exactly).
     Depthwise ones (groups == in_chs > 1, odd kernel, stride 1 or 2) are `DepthwiseConv2d`: faster on CPU."""
-    sizes = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-    if (1 < groups == in_chs and out_chs % in_chs == 0 and sizes[0] % 2 == 1 and sizes[1] % 2 == 1
-            and (stride == 1 or (stride == 2 and sizes[0] == sizes[1]))):
+    if is_supported(in_chs, out_chs, kernel_size, stride, groups):
         return DepthwiseConv2d(in_chs, out_chs, kernel_size, stride, bias=bias)
     if isinstance(kernel_size, int):
         return nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad_mode="pad", padding=kernel_size // 2,
