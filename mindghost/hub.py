@@ -352,6 +352,8 @@ def _download(source: WeightSource, folder: str, progress: bool, timeout: float)
                 raise _DownloadFailed(f"the server answered HTTP {e.code} {e.reason}") from e
             except urllib.error.URLError as e:
                 raise _DownloadFailed(f"no connection ({e.reason})") from e
+            except http.client.IncompleteRead as e:
+                raise _DownloadFailed(f"the connection closed after {received:,} bytes (truncated: {e})") from e
             except (http.client.HTTPException, socket.timeout, OSError) as e:
                 raise _DownloadFailed(f"the transfer failed after {received:,} bytes ({type(e).__name__}: {e})") from e
             out.flush()
