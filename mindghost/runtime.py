@@ -78,7 +78,7 @@ def setup_context(device: str, mode: str = "graph", deterministic: bool = False,
             ms.set_context(deterministic="ON")
     if device == "CPU":
         threads = cpu_threads or max(1, num_cores() // local_world_size())
-        os.environ.setdefault("MINDGHOST_KERNEL_THREADS", str(threads))  # read by models/csrc/depthwise.cc
+        os.environ.setdefault("MINDGHOST_KERNEL_THREADS", str(threads))  # read by cpu/csrc/depthwise.cc
         try:
             from mindspore.device_context.cpu.op_tuning import threads_num  # MindSpore >= 2.5
 

@@ -2,11 +2,8 @@
 import math
 from typing import Optional, Type
 
-import mindspore as ms
 from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
-
-from .depthwise import DepthwiseConv2d, is_supported
 
 
 def make_divisible(v: float, divisor: int = 4, min_value: Optional[int] = None) -> int:
@@ -26,18 +23,10 @@ class HardSigmoid(nn.Cell):
 
 
 class GlobalAvgPool(nn.Cell):
-    """Mean over H and W, kept as 1×1. On CPU an AvgPool whose kernel is the whole map: MindSpore's CPU ReduceMean
-    is ~4× slower forward and ~2.6× forward+backward (docs/performance.md), and the pool differs from it by
-    ~1e-7. Elsewhere (Ascend, GPU) ReduceMean, whose kernels are fast and have no kernel-size limits.
-    `use_pool` is read when the graph is compiled; set it before the first call to force one path."""
-
-    def __init__(self, use_pool: Optional[bool] = None) -> None:
-        super().__init__()
-        self.use_pool = ms.get_context("device_target") == "CPU" if use_pool is None else use_pool
+    """Mean over H and W, kept as 1×1 (ReduceMean on every device). On CPU, `mindghost.cpu.accelerate` swaps it
+    for an AvgPool over the whole map, the faster form there."""
 
     def construct(self, x: Tensor) -> Tensor:
-        if self.use_pool:
-            return ops.AvgPool(kernel_size=(x.shape[2], x.shape[3]), strides=1)(x)
         return x.mean(axis=(2, 3), keep_dims=True)
 
 
@@ -67,9 +56,7 @@ class SqueezeExcite(nn.Cell):
 
 def conv2d(in_chs: int, out_chs: int, kernel_size, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
     """A PyTorch-style convolution: symmetric zero padding of kernel//2 (so PyTorch weights port exactly).
-    Depthwise ones (groups == in_chs > 1, odd kernel, stride 1 or 2) are `DepthwiseConv2d`: faster on CPU."""
-    if is_supported(in_chs, out_chs, kernel_size, stride, groups):
-        return DepthwiseConv2d(in_chs, out_chs, kernel_size, stride, bias=bias)
+    Always a plain `nn.Conv2d`; on CPU `mindghost.cpu.accelerate` later swaps depthwise ones for its kernel."""
     if isinstance(kernel_size, int):
         return nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad_mode="pad", padding=kernel_size // 2,
                          group=groups, has_bias=bias)
