@@ -104,7 +104,7 @@ def create_model(
     cfg.update(num_classes=num_classes, input_size=(in_channels,) + tuple(cfg["input_size"][1:]), architecture=name)
     model.default_cfg = cfg
     if checkpoint_path:
-        from ._weights import load_checkpoint
+        from ..weights import load_checkpoint
 
         load_checkpoint(model, checkpoint_path, ema=ema)
     return model

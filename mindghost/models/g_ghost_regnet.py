@@ -21,9 +21,9 @@ import numpy as np
 
 from mindspore import Tensor, nn, ops
 
+from ..weights import rename_torch_state_dict
 from ._head import ClassifierHeadMixin
 from ._registry import DefaultCfg, register_model
-from ._weights import rename_torch_state_dict
 from .layers import GlobalAvgPool, conv2d, init_weights
 
 __all__ = ["RegNetXSpec", "Bottleneck", "GGhostStage", "GGhostRegNet", "G_GHOST_REGNETX_ARCHS"]

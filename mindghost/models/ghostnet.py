@@ -11,9 +11,9 @@ import numpy as np
 
 from mindspore import Tensor, nn
 
+from ..weights import rename_torch_state_dict
 from ._head import ClassifierHeadMixin
 from ._registry import DefaultCfg, register_model
-from ._weights import rename_torch_state_dict
 from .layers import ConvBnAct, GhostModule, GlobalAvgPool, SqueezeExcite, conv2d, init_weights, make_divisible
 
 __all__ = ["BlockSpec", "GhostBottleneck", "GhostNet", "GHOSTNET_V1_ARCH"]

@@ -15,8 +15,8 @@ import numpy as np
 
 from mindspore import Tensor, nn, ops
 
+from ..weights import rename_torch_state_dict
 from ._registry import DefaultCfg
-from ._weights import rename_torch_state_dict
 from .ghostnet import GHOSTNET_V1_ARCH, BlockSpec, GhostBottleneck, GhostNet, register_width_variant
 from .layers import GhostModule, conv2d
 
