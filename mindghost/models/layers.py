@@ -1,6 +1,6 @@
 """Building blocks shared by the Ghost family: width rounding, activations, SE, conv-BN-act, the Ghost module."""
 import math
-from typing import Optional, Type
+from typing import Optional, Tuple, Type
 
 from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
@@ -80,6 +80,17 @@ class ConvBnAct(nn.Cell):
         return self.features(x)
 
 
+def ghost_split(out_channels: int, ratio: int) -> Tuple[int, int, bool]:
+    """The Ghost module's channel split for `out_channels` outputs at ratio s: (intrinsic = ceil(out/s) channels
+    from the primary conv, cheap = (s-1) × intrinsic from the cheap op, whether the concatenation must be cut
+    back to `out_channels`). Raises ValueError for s < 2, which would leave no cheap features."""
+    if ratio < 2:
+        raise ValueError(f"Ghost module ratio s must be >= 2 (s=1 would have no cheap features), got {ratio}")
+    intrinsic = math.ceil(out_channels / ratio)
+    cheap = intrinsic * (ratio - 1)
+    return intrinsic, cheap, intrinsic + cheap != out_channels
+
+
 class GhostModule(nn.Cell):
     """Ghost module: a primary k×k conv makes ceil(oup/s) channels, a cheap d×d depthwise conv makes the
     other (s-1)/s, and the concatenation is cut to `oup` channels.
@@ -99,12 +110,8 @@ class GhostModule(nn.Cell):
         relu: bool = True,
     ) -> None:
         super().__init__()
-        if ratio < 2:
-            raise ValueError(f"Ghost module ratio s must be >= 2 (s=1 would have no cheap features), got {ratio}")
         self.oup = oup
-        init_channels = math.ceil(oup / ratio)
-        new_channels = init_channels * (ratio - 1)
-        self.trim = init_channels + new_channels != oup
+        init_channels, new_channels, self.trim = ghost_split(oup, ratio)
         self.primary_conv = nn.SequentialCell([
             conv2d(inp, init_channels, kernel_size, stride),
             nn.BatchNorm2d(init_channels),
