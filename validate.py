@@ -23,6 +23,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                           "(it never evaluates random weights)")
     device, env_note = runtime.prepare_environment(cfg.device)
 
+    from mindghost.cpu import accelerate_on_cpu
     from mindghost.data import build_eval_loader, eval_preprocessing, inspect_split
     from mindghost.models import CheckpointError, create_model
     from mindghost.training.callbacks import LOG, setup_logging
@@ -51,6 +52,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
         model = fuse_bn(model, input_shape=(1, cfg.in_channels, 64, 64), inplace=True)
         LOG.info(f"folded {len(model.fused_pairs)} BatchNorm layers into their convs (--fuse_bn off to keep them)")
+    model = accelerate_on_cpu(model, device)  # after folding: the folded depthwise convs keep the kernel
     pre = eval_preprocessing(cfg, model.default_cfg)
     batch = cfg.resolved_eval_batch_size()
     n = min(count, cfg.val_samples) if cfg.val_samples else count

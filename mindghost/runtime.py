@@ -1,7 +1,8 @@
 """Device, execution mode and process setup; the CPU environment is prepared before MindSpore is imported.
 
-Call `prepare_environment(device)` first (it must run before `import mindspore` to take effect), then
-`setup_context(...)`. Both are idempotent.
+`import mindghost` already applies the CPU environment (`apply_cpu_environment`) when MindSpore is not loaded yet;
+entry points then call `prepare_environment(device)` (a re-check for an explicit device) and `setup_context(...)`.
+All are idempotent.
 """
 import errno
 import glob
@@ -10,6 +11,7 @@ import os
 import shutil
 import sys
 import traceback
+import warnings
 from typing import Tuple
 
 _LOG = logging.getLogger("mindghost")
@@ -41,23 +43,46 @@ def local_world_size() -> int:
     return 1
 
 
-def prepare_environment(device: str) -> Tuple[str, str]:
-    """Set process environment that MindSpore reads at import time. Returns (device, note for the log).
+ISA_VAR = "ONEDNN_MAX_CPU_ISA"
+_ISA_SET_NOTE = f"CPU: set {ISA_VAR}=AVX2 (MindSpore's oneDNN is several times slower with AVX-512 here)"
+_ISA_LATE_NOTE = (f"mindspore was imported before mindghost: {ISA_VAR}=AVX2 could not be applied, so on AVX-512 CPUs "
+                  f"oneDNN runs its slow reference convolutions (~2-7x slower); import mindghost before mindspore, or "
+                  f"set {ISA_VAR}=AVX2 in the environment yourself")
+_ENV_STATE = {}  # "isa_set": mindghost set the ISA cap; "warned": the late-import warning was given
 
-    On CPU, MindSpore's bundled oneDNN runs a naive reference kernel for every k>1 convolution on
-    AVX-512 machines (~3-7x slower for GhostNet); capping the ISA at AVX2 fixes it with only
-    rounding-level changes in the outputs. A user's own ONEDNN_MAX_CPU_ISA is respected.
+
+def apply_cpu_environment(device: str = "auto") -> str:
+    """Set the process environment MindSpore reads when it is imported; returns a note for the log ("" if none).
+
+    Always `GLOG_v=3` unless set (MindSpore's C++ warnings otherwise flood the console). When `device` (resolved
+    by `detect_device`) is CPU and the user did not set `ONEDNN_MAX_CPU_ISA`: `AVX2`, because MindSpore's bundled
+    oneDNN runs a naive reference kernel for every k>1 convolution on AVX-512 machines (~3-7x slower for GhostNet;
+    outputs change only at rounding level). If MindSpore is already imported it is too late: one warning (logging
+    and `warnings`, once per process) says so and how to fix it.
     """
+    os.environ.setdefault("GLOG_v", "3")
+    if detect_device(device) != "CPU":
+        return ""
+    if _ENV_STATE.get("isa_set"):
+        return _ISA_SET_NOTE
+    if ISA_VAR in os.environ:
+        return ""  # the user's choice is respected
+    if "mindspore" not in sys.modules:
+        os.environ[ISA_VAR] = "AVX2"
+        _ENV_STATE["isa_set"] = True
+        return _ISA_SET_NOTE
+    if not _ENV_STATE.get("warned"):
+        _ENV_STATE["warned"] = True
+        _LOG.warning(_ISA_LATE_NOTE)
+        warnings.warn(_ISA_LATE_NOTE, RuntimeWarning, stacklevel=3)
+    return _ISA_LATE_NOTE
+
+
+def prepare_environment(device: str) -> Tuple[str, str]:
+    """The entry points' first call: (resolved device, note for the log). `import mindghost` has normally done
+    the work already (see `apply_cpu_environment`); this re-checks for an explicit `device`."""
     device = detect_device(device)
-    note = ""
-    if device == "CPU" and "ONEDNN_MAX_CPU_ISA" not in os.environ:
-        if "mindspore" in sys.modules:
-            note = "mindspore was imported before mindghost.runtime: ONEDNN_MAX_CPU_ISA=AVX2 could not be applied"
-        else:
-            os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-            note = "CPU: set ONEDNN_MAX_CPU_ISA=AVX2 (MindSpore's oneDNN is several times slower with AVX-512 here)"
-    os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings otherwise flood the console
-    return device, note
+    return device, apply_cpu_environment(device)
 
 
 def setup_context(device: str, mode: str = "graph", deterministic: bool = False, seed: int = 42,
@@ -78,7 +103,7 @@ def setup_context(device: str, mode: str = "graph", deterministic: bool = False,
             ms.set_context(deterministic="ON")
     if device == "CPU":
         threads = cpu_threads or max(1, num_cores() // local_world_size())
-        os.environ.setdefault("MINDGHOST_KERNEL_THREADS", str(threads))  # read by models/csrc/depthwise.cc
+        os.environ.setdefault("MINDGHOST_KERNEL_THREADS", str(threads))  # read by cpu/csrc/depthwise.cc
         try:
             from mindspore.device_context.cpu.op_tuning import threads_num  # MindSpore >= 2.5
 
@@ -127,7 +152,6 @@ def run_main(main, argv) -> None:
     Cell.__del__ ... total_instance_count` for every cell still alive at interpreter shutdown. msrun workers
     are the exception (see the end).
     """
-    os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings otherwise flood the console
     code = 0
     try:
         result = main(argv)

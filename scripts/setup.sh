@@ -50,7 +50,7 @@ if [ ! -f "$FASHION_MNIST/train-images-idx3-ubyte.gz" ] && [ ! -f data/fashion_m
   fi
 fi
 
-# A C++ compiler builds mindghost's CPU depthwise kernel on first use (mindghost/models/depthwise.py). Without
+# A C++ compiler builds mindghost's CPU depthwise kernel on first use (mindghost/cpu/depthwise.py). Without
 # one everything still works, with MindSpore's slower Conv2D (a warning says so).
 if ! command -v "${CXX:-g++}" >/dev/null 2>&1; then
   if can_apt && { echo "== installing g++ (for the CPU depthwise kernel)"; apt_install g++; }; then

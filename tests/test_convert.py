@@ -1,4 +1,4 @@
-"""PyTorch checkpoint reading without torch (`mindghost.convert.pth`) and the converter CLI.
+"""PyTorch checkpoint reading without torch (`mindghost.weights.pth`) and the converter CLI.
 
 CI has no torch, so the .pth files are written here by a small emulation of `torch.save` (pickle protocol 2 +
 zipfile, or the legacy stream). It was checked once by hand against torch 2.13 both ways: torch.load reads
@@ -19,8 +19,8 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import pytest
 
-from mindghost.convert.pth import UnsafeCheckpointError, load_pth, read_pth
 from mindghost.models import CheckpointError, create_model, load_checkpoint
+from mindghost.weights.pth import UnsafeCheckpointError, load_pth, read_pth
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")

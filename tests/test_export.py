@@ -17,7 +17,6 @@ from mindspore import Tensor
 
 import mindghost
 from mindghost.models import load_state_dict
-from mindghost.models.depthwise import portable
 from mindghost.tools.export import main as export_main
 from mindghost.tools.fuse import check_fusion, count_batchnorms, fuse_bn
 
@@ -83,8 +82,7 @@ def test_onnx_parity_with_onnxruntime(tmp_path):
     x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
     import mindspore as ms
 
-    with portable(fused):  # the CPU depthwise kernel is a custom op; ONNX gets MindSpore's Conv2D
-        ms.export(fused, Tensor(x), file_name=str(tmp_path / "m"), file_format="ONNX")
+    ms.export(fused, Tensor(x), file_name=str(tmp_path / "m"), file_format="ONNX")  # a plain model: no special step
     assert onnx_opset(str(tmp_path / "m.onnx")) >= 9
     diff = max_diff(model(Tensor(x)).asnumpy(), run_onnx(str(tmp_path / "m.onnx"), x))
     assert diff["max_rel"] <= RTOL, diff

@@ -16,9 +16,8 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor, nn
 
+from mindghost.cpu import accelerate
 from mindghost.models import create_model, ghostnet, ghostnetv2, load_state_dict
-from mindghost.models.depthwise import set_cpu_kernels
-from mindghost.models.layers import GlobalAvgPool
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # parity_recipe.py, whatever pytest's import mode
 import parity_recipe  # noqa: E402
@@ -105,16 +104,12 @@ def test_matches_mindcv_ghostnet() -> None:
     x = parity_recipe.make_input((2, 3, 64, 64), seed)
     expected = _eval_graph(theirs, x)
     assert expected.std() > 0.1, "degenerate logits: the comparison would prove nothing"
-    # With MindSpore's own ops (ReduceMean pooling, Conv2D depthwise), as MindCV uses: the same bits.
+    # As built (MindSpore's own ops: ReduceMean pooling, Conv2D depthwise, as MindCV uses): the same bits.
     same_ops = create_model("ghostnet_050", num_classes=10)
     load_state_dict(same_ops, weights, source="MindCV ghostnet_050")
-    for _, cell in same_ops.cells_and_names():
-        if isinstance(cell, GlobalAvgPool):
-            cell.use_pool = False
-    set_cpu_kernels(same_ops, False)
     np.testing.assert_array_equal(_eval_graph(same_ops, x), expected)
-    # As built (on CPU: AvgPool for the global pools, mindghost's depthwise kernel): rounding-level differences.
-    ours = create_model("ghostnet_050", num_classes=10)
+    # With the CPU pass (AvgPool for the global pools, mindghost's depthwise kernel): rounding-level differences.
+    ours = accelerate(create_model("ghostnet_050", num_classes=10))
     load_state_dict(ours, weights, source="MindCV ghostnet_050")
     logits = _eval_graph(ours, x)
     err = float(np.abs(logits - expected).max())

@@ -1,4 +1,4 @@
-"""Weight conversion: PyTorch checkpoints read without torch (`pth`), and the converter CLI (`convert`)."""
-from .pth import UnsafeCheckpointError, load_pth, read_pth, unwrap_state_dict
+"""Weight conversion CLI (`convert`); the torch-free `.pth` reader it uses lives in `mindghost.weights.pth`."""
+from ..weights.pth import UnsafeCheckpointError, load_pth, read_pth, unwrap_state_dict
 
 __all__ = ["UnsafeCheckpointError", "load_pth", "read_pth", "unwrap_state_dict"]

@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
+from ..weights import TORCH_SUFFIXES, CheckpointError, atomic_save, load_checkpoint
 
 __all__ = ["CONVERTER_VERSION", "ConvertError", "convert", "main", "sha256_file"]
 
@@ -34,47 +35,9 @@ def sha256_file(path: str) -> str:
 
 
 def _source_format(path: str) -> str:
-    from ..models._weights import TORCH_SUFFIXES
-
     if path.endswith(TORCH_SUFFIXES):
         return "pytorch"
     return "safetensors" if path.endswith(".safetensors") else "mindspore-ckpt"
-
-
-def _load_weights(model, src: str, ema: bool) -> Optional[Dict[str, Any]]:
-    """Load `src` into `model` strictly; returns the source's own mindghost metadata, if any."""
-    from ..models._weights import load_checkpoint
-
-    return load_checkpoint(model, src, ema=ema)
-
-
-def _atomic_save(model, out: str, meta_json: str) -> None:
-    """save_checkpoint to a temporary file beside `out`, check it reads back, fsync, then rename over `out`."""
-    from mindspore import load_checkpoint as ms_load_checkpoint
-    from mindspore import save_checkpoint
-
-    from ..models._weights import META_KEY
-
-    out_dir = os.path.dirname(os.path.abspath(out))
-    tmp = os.path.join(out_dir, f".{os.path.basename(out)}.{os.getpid()}.tmp.ckpt")  # MindSpore wants .ckpt
-    try:
-        save_checkpoint(model, tmp, append_dict={META_KEY: meta_json})
-        written = ms_load_checkpoint(tmp)
-        expected = set(model.parameters_dict()) | {META_KEY}
-        if set(written) != expected or written[META_KEY] != meta_json:
-            raise ConvertError(f"the checkpoint written to '{tmp}' does not read back as saved; nothing was written")
-        os.chmod(tmp, 0o644)  # MindSpore leaves 0o400; published weights need no secrecy
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-        dir_fd = os.open(out_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def convert(model_name: str, src: str, out: str, num_classes: Optional[int] = None, ema: bool = False,
@@ -99,7 +62,7 @@ def convert(model_name: str, src: str, out: str, num_classes: Optional[int] = No
     if num_classes is None:
         num_classes = get_default_cfg(model_name).num_classes
     model = create_model(model_name, num_classes=num_classes)
-    source_meta = _load_weights(model, src, ema)
+    source_meta = load_checkpoint(model, src, ema=ema)  # strict: every parameter, right shapes
 
     params = model.parameters_dict()
     cfg = dict(model.default_cfg)
@@ -121,7 +84,7 @@ def convert(model_name: str, src: str, out: str, num_classes: Optional[int] = No
     }
     if source_meta:
         meta["source"]["meta"] = source_meta
-    _atomic_save(model, out, json.dumps(meta, sort_keys=True, default=list))
+    atomic_save(model, out, json.dumps(meta, sort_keys=True, default=list), verify=True)
     return meta
 
 
@@ -145,8 +108,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     """CLI entry point: 0 on success; 2 with a one-paragraph message (no traceback; MINDGHOST_TRACEBACK=1 shows it)
     on any expected failure."""
     args = build_parser().parse_args(argv)
-    from ..models import CheckpointError
-
     try:
         meta = convert(args.model, args.src, args.out, num_classes=args.num_classes, ema=args.ema, force=args.force)
     except (CheckpointError, ConvertError, ValueError, OSError, RuntimeError) as e:

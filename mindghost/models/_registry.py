@@ -2,8 +2,8 @@
 import difflib
 import fnmatch
 import sys
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
@@ -27,7 +27,6 @@ class DefaultCfg:
     weights: str = ""  # where published weights come from (file name or URL), "" when none
     paper_top1: Optional[float] = None
     paper: str = ""
-    extra: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -51,6 +50,41 @@ def register_model(fn: Callable) -> Callable:
     _model_to_family[name] = fn.__module__.split(".")[-1]
     _model_default_cfgs[name] = cfgs[name]
     return fn
+
+
+class Variant(NamedTuple):
+    """One registered variant of a family: the keyword arguments it passes to the family's builder, and the
+    one-line docstring of its entry point (size and cost at 224, published top-1)."""
+
+    kwargs: Mapping[str, Any]
+    doc: str = ""
+
+
+def register_variants(builder: Callable[..., Any], variants: Mapping[str, Variant]) -> Dict[str, Callable[..., Any]]:
+    """Register one entry point per variant: `name(**kwargs)` builds `builder(**{**variant.kwargs, **kwargs})`, so
+    a caller's keyword (e.g. `width=`) overrides the variant's. Every family registers its models this way.
+
+    The entry points belong to `builder`'s module (the family), whose `default_cfgs` must hold every name.
+    Returns {name: entry point}.
+    """
+    return {name: register_model(_entrypoint(builder, name, variant)) for name, variant in variants.items()}
+
+
+def _entrypoint(builder: Callable[..., Any], name: str, variant: Variant) -> Callable[..., Any]:
+    defaults = dict(variant.kwargs)
+
+    def entrypoint(**kwargs):
+        return builder(**{**defaults, **kwargs})
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__module__ = builder.__module__
+    entrypoint.__doc__ = variant.doc
+    return entrypoint
+
+
+def register_width_variant(cls: Callable[..., Any], name: str, width: float, doc: str) -> Callable[..., Any]:
+    """`register_variants(cls, {name: Variant({"width": width}, doc)})[name]`, for width-scaled families."""
+    return register_variants(cls, {name: Variant({"width": width}, doc)})[name]
 
 
 def list_models(pattern: str = "*", family: str = "") -> List[str]:
@@ -104,7 +138,7 @@ def create_model(
     cfg.update(num_classes=num_classes, input_size=(in_channels,) + tuple(cfg["input_size"][1:]), architecture=name)
     model.default_cfg = cfg
     if checkpoint_path:
-        from ._weights import load_checkpoint
+        from ..weights import load_checkpoint
 
         load_checkpoint(model, checkpoint_path, ema=ema)
     return model

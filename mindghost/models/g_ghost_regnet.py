@@ -18,11 +18,12 @@ widths, as intended.
 from typing import Dict, NamedTuple, Tuple
 
 import numpy as np
+
 from mindspore import Tensor, nn, ops
 
+from ..weights import rename_torch_state_dict, unwrap_state_dict
 from ._head import ClassifierHeadMixin
-from ._registry import DefaultCfg, register_model
-from ._weights import rename_torch_state_dict
+from ._registry import DefaultCfg, Variant, register_variants
 from .layers import GlobalAvgPool, conv2d, init_weights
 
 __all__ = ["RegNetXSpec", "Bottleneck", "GGhostStage", "GGhostRegNet", "G_GHOST_REGNETX_ARCHS"]
@@ -156,7 +157,6 @@ class GGhostRegNet(ClassifierHeadMixin, nn.Cell):
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.drop_rate = drop_rate
         self.conv1 = conv2d(in_channels, stem_chs, 3, 2)
         self.bn1 = nn.BatchNorm2d(stem_chs)
         self.relu = nn.ReLU()
@@ -184,17 +184,9 @@ class GGhostRegNet(ClassifierHeadMixin, nn.Cell):
 
 
 def checkpoint_filter_fn(state_dict: Dict[str, np.ndarray], model: nn.Cell) -> Dict[str, np.ndarray]:
-    """huawei-noah G-Ghost RegNet `.pth` → mindghost: the names agree except BatchNorm's (and a DataParallel
-    `module.` prefix, if the file has one)."""
-
-    def rename(key: str) -> str:
-        return key[len("module."):] if key.startswith("module.") else key
-
-    return rename_torch_state_dict(state_dict, model, rename)
-
-
-def _create_g_ghost_regnet(variant: str, **kwargs) -> GGhostRegNet:
-    return GGhostRegNet(G_GHOST_REGNETX_ARCHS[variant.rsplit("_", 1)[-1]], **kwargs)
+    """huawei-noah G-Ghost RegNet `.pth` → mindghost: the names agree except BatchNorm's (a wrapper or a DataParallel
+    `module.` prefix, if the file has one, is dropped)."""
+    return rename_torch_state_dict(unwrap_state_dict(state_dict), model)
 
 
 def _cfg(**kwargs) -> DefaultCfg:
@@ -220,66 +212,12 @@ default_cfgs = {
     "g_ghost_regnetx_320": _cfg(),
 }
 
+_DOCS = {  # variants with published weights
+    "032": "10.51M params, 1.80G MACs at 224; 77.8 top-1 (paper).",
+    "040": "15.73M params, 2.23G MACs at 224; 78.6 top-1 (paper).",
+    "080": "24.59M params, 4.15G MACs at 224; 79.0 top-1 (paper).",
+    "160": "32.38M params, 9.00G MACs at 224; 79.9 top-1 (paper).",
+}
 
-@register_model
-def g_ghost_regnetx_002(**kwargs) -> GGhostRegNet:
-    return _create_g_ghost_regnet("g_ghost_regnetx_002", **kwargs)
-
-
-@register_model
-def g_ghost_regnetx_004(**kwargs) -> GGhostRegNet:
-    return _create_g_ghost_regnet("g_ghost_regnetx_004", **kwargs)
-
-
-@register_model
-def g_ghost_regnetx_006(**kwargs) -> GGhostRegNet:
-    return _create_g_ghost_regnet("g_ghost_regnetx_006", **kwargs)
-
-
-@register_model
-def g_ghost_regnetx_008(**kwargs) -> GGhostRegNet:
-    return _create_g_ghost_regnet("g_ghost_regnetx_008", **kwargs)
-
-
-@register_model
-def g_ghost_regnetx_016(**kwargs) -> GGhostRegNet:
-    return _create_g_ghost_regnet("g_ghost_regnetx_016", **kwargs)
-
-
-@register_model
-def g_ghost_regnetx_032(**kwargs) -> GGhostRegNet:
-    """10.51M params, 1.80G MACs at 224; 77.8 top-1 (paper)."""
-    return _create_g_ghost_regnet("g_ghost_regnetx_032", **kwargs)
-
-
-@register_model
-def g_ghost_regnetx_040(**kwargs) -> GGhostRegNet:
-    """15.73M params, 2.23G MACs at 224; 78.6 top-1 (paper)."""
-    return _create_g_ghost_regnet("g_ghost_regnetx_040", **kwargs)
-
-
-@register_model
-def g_ghost_regnetx_064(**kwargs) -> GGhostRegNet:
-    return _create_g_ghost_regnet("g_ghost_regnetx_064", **kwargs)
-
-
-@register_model
-def g_ghost_regnetx_080(**kwargs) -> GGhostRegNet:
-    """24.59M params, 4.15G MACs at 224; 79.0 top-1 (paper)."""
-    return _create_g_ghost_regnet("g_ghost_regnetx_080", **kwargs)
-
-
-@register_model
-def g_ghost_regnetx_120(**kwargs) -> GGhostRegNet:
-    return _create_g_ghost_regnet("g_ghost_regnetx_120", **kwargs)
-
-
-@register_model
-def g_ghost_regnetx_160(**kwargs) -> GGhostRegNet:
-    """32.38M params, 9.00G MACs at 224; 79.9 top-1 (paper)."""
-    return _create_g_ghost_regnet("g_ghost_regnetx_160", **kwargs)
-
-
-@register_model
-def g_ghost_regnetx_320(**kwargs) -> GGhostRegNet:
-    return _create_g_ghost_regnet("g_ghost_regnetx_320", **kwargs)
+register_variants(GGhostRegNet, {f"g_ghost_regnetx_{key}": Variant({"arch": arch}, _DOCS.get(key, ""))
+                                 for key, arch in G_GHOST_REGNETX_ARCHS.items()})

@@ -19,7 +19,6 @@ What `ghostify` replaces, and why (the choices that reproduce the paper's Ghost-
   ReLU would make non-linear a layer that was linear in the host. The reference's Ghost-ResNet module has no
   normalisation in its forward either; an inner BN would also add 53k parameters (6.68M at s=4, +2.7%).
 """
-import math
 from typing import List, Sequence, Tuple, Union
 
 from mindcv.models.resnet import Bottleneck as _MindCVBottleneck
@@ -28,8 +27,8 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common import initializer as init
 
 from ._head import ClassifierHeadMixin
-from ._registry import DefaultCfg, register_model
-from .layers import GhostModule, GlobalAvgPool, conv2d, init_weights
+from ._registry import DefaultCfg, Variant, register_variants
+from .layers import GhostModule, GlobalAvgPool, conv2d, ghost_split, init_weights
 
 __all__ = ["GhostConv2d", "GhostDense", "GhostResNet", "ghostify"]
 
@@ -54,12 +53,8 @@ class GhostConv2d(nn.Cell):
         dw_size: int = 3,
     ) -> None:
         super().__init__()
-        if ratio < 2:
-            raise ValueError(f"Ghost module ratio s must be >= 2 (s=1 would have no cheap features), got {ratio}")
         self.out_channels = out_channels
-        init_channels = math.ceil(out_channels / ratio)
-        new_channels = init_channels * (ratio - 1)
-        self.trim = init_channels + new_channels != out_channels
+        init_channels, new_channels, self.trim = ghost_split(out_channels, ratio)
         self.primary_conv = nn.Conv2d(in_channels, init_channels, kernel_size, stride, pad_mode=pad_mode,
                                       padding=padding, dilation=dilation, has_bias=has_bias)
         self.cheap_operation = conv2d(init_channels, new_channels, dw_size, groups=init_channels, bias=has_bias)
@@ -85,12 +80,8 @@ class GhostDense(nn.Cell):
 
     def __init__(self, in_channels: int, out_channels: int, has_bias: bool = True, ratio: int = 2) -> None:
         super().__init__()
-        if ratio < 2:
-            raise ValueError(f"Ghost module ratio s must be >= 2 (s=1 would have no cheap features), got {ratio}")
         self.out_channels = out_channels
-        init_channels = math.ceil(out_channels / ratio)
-        self.new_channels = init_channels * (ratio - 1)
-        self.trim = init_channels + self.new_channels != out_channels
+        init_channels, self.new_channels, self.trim = ghost_split(out_channels, ratio)
         self.has_bias = has_bias
         self.primary = nn.Dense(in_channels, init_channels, has_bias=has_bias)
         self.cheap_weight = Parameter(init.initializer("ones", (init_channels, ratio - 1)), name="cheap_weight")
@@ -197,8 +188,7 @@ class GhostResNet(ClassifierHeadMixin, ResNet):
         super().__init__(_Bottleneck, list(layers), num_classes=max(num_classes, 1), in_channels=in_channels)
         self.ratio = ratio
         self.ghost_classifier = ghost_classifier
-        self.drop_rate = drop_rate
-        self.ghosted = ghostify(self, ratio, dw_size, skip_first_conv=True, dense=False)
+        ghostify(self, ratio, dw_size, skip_first_conv=True, dense=False)
         self.global_pool = GlobalAvgPool()
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
@@ -218,10 +208,6 @@ class GhostResNet(ClassifierHeadMixin, ResNet):
         return self.layer4(x)
 
 
-def _create_ghost_resnet(variant: str, ratio: int = 2, dw_size: int = 3, **kwargs) -> GhostResNet:
-    return GhostResNet((3, 4, 6, 3), ratio=ratio, dw_size=dw_size, **kwargs)
-
-
 def _cfg(**kwargs) -> DefaultCfg:
     return DefaultCfg(first_conv="conv1", classifier="classifier",
                       paper="GhostNet, CVPR 2020 (arXiv 1911.11907), Table 3", **kwargs)
@@ -234,13 +220,9 @@ default_cfgs = {
 }
 
 
-@register_model
-def ghost_resnet50(**kwargs) -> GhostResNet:
-    """Ghost-ResNet-50 (s=2, d=3): 12.93M params, 2.15G MACs at 224 (paper: 13.0M, 2.2G)."""
-    return _create_ghost_resnet("ghost_resnet50", ratio=2, dw_size=3, **kwargs)
-
-
-@register_model
-def ghost_resnet50_s4(**kwargs) -> GhostResNet:
-    """Ghost-ResNet-50 (s=4, d=3): 6.62M params, 1.18G MACs at 224 (paper: 6.5M, 1.2G)."""
-    return _create_ghost_resnet("ghost_resnet50_s4", ratio=4, dw_size=3, **kwargs)
+register_variants(GhostResNet, {
+    "ghost_resnet50": Variant({"ratio": 2, "dw_size": 3},
+                              "Ghost-ResNet-50 (s=2, d=3): 12.93M params, 2.15G MACs at 224 (paper: 13.0M, 2.2G)."),
+    "ghost_resnet50_s4": Variant({"ratio": 4, "dw_size": 3},
+                                 "Ghost-ResNet-50 (s=4, d=3): 6.62M params, 1.18G MACs at 224 (paper: 6.5M, 1.2G)."),
+})

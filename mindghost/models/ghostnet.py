@@ -5,14 +5,20 @@ Paper: "GhostNet: More Features from Cheap Operations", Han et al., CVPR 2020 (a
 Reference code: huawei-noah/Efficient-AI-Backbones `ghostnet_pytorch/ghostnet.py`; timm `ghostnet.py`;
 MindCV `mindcv/models/ghostnet.py` (parameter names match MindCV, so its checkpoints load as they are).
 """
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Type
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+
 from mindspore import Tensor, nn
 
+from ..weights import rename_torch_state_dict
 from ._head import ClassifierHeadMixin
-from ._registry import DefaultCfg, register_model
-from ._weights import rename_torch_state_dict
+from ._registry import (
+    DefaultCfg,
+    Variant,
+    register_variants,
+    register_width_variant,  # noqa: F401  (kept importable from here)
+)
 from .layers import ConvBnAct, GhostModule, GlobalAvgPool, SqueezeExcite, conv2d, init_weights, make_divisible
 
 __all__ = ["BlockSpec", "GhostBottleneck", "GhostNet", "GHOSTNET_V1_ARCH"]
@@ -63,8 +69,7 @@ class GhostBottleneck(nn.Cell):
         self.has_se = se_ratio > 0
         self.se = SqueezeExcite(mid_chs, rd_ratio=se_ratio, divisor=4) if self.has_se else None
         self.ghost2 = GhostModule(mid_chs, out_chs, ratio=ratio, dw_size=dw_size, relu=False)
-        self.identity_shortcut = in_chs == out_chs and stride == 1
-        if self.identity_shortcut:
+        if in_chs == out_chs and stride == 1:
             self.shortcut = nn.Identity()
         else:
             self.shortcut = nn.SequentialCell([
@@ -106,7 +111,6 @@ class GhostNet(ClassifierHeadMixin, nn.Cell):
                 return GhostBottleneck(in_chs, mid_chs, out_chs, spec.kernel, spec.stride, spec.se_ratio,
                                        ratio=ratio, dw_size=dw_size)
         self.num_classes = num_classes
-        self.drop_rate = drop_rate
         stem_chs = make_divisible(16 * width, 4)
         self.conv_stem = conv2d(in_channels, stem_chs, 3, 2)
         self.bn1 = nn.BatchNorm2d(stem_chs)
@@ -125,7 +129,6 @@ class GhostNet(ClassifierHeadMixin, nn.Cell):
         head_chs = make_divisible(arch[-1][-1].exp * width, 4)
         stages.append(ConvBnAct(prev_chs, head_chs, 1))
         self.blocks = nn.SequentialCell(stages)
-        self.head_hidden_size = head_chs
         self.num_features = 1280  # the 1×1 head conv width is fixed, not scaled with `width`
         self.conv_head = conv2d(head_chs, self.num_features, 1, bias=True)
         self.act2 = nn.ReLU()
@@ -147,7 +150,8 @@ class GhostNet(ClassifierHeadMixin, nn.Cell):
 
 
 def checkpoint_filter_fn(state_dict: Dict[str, np.ndarray], model: nn.Cell) -> Dict[str, np.ndarray]:
-    """PyTorch (huawei-noah reference or timm) GhostNet v1 names → mindghost names."""
+    """PyTorch GhostNet names (huawei-noah reference, timm, official GhostNetV2 files) → mindghost names: the final
+    1×1 conv-BN-ReLU `blocks.9.0.{conv,bn1}` → MindCV's `blocks.9.features.{0,1}`, then BatchNorm's names."""
 
     last = f"blocks.{len(model.blocks) - 1}"
 
@@ -157,23 +161,6 @@ def checkpoint_filter_fn(state_dict: Dict[str, np.ndarray], model: nn.Cell) -> D
     return rename_torch_state_dict(state_dict, model, rename)
 
 
-def register_width_variant(cls: Type[GhostNet], name: str, width: float, doc: str) -> Callable[..., GhostNet]:
-    """Register the model `name`: `cls` at `width` (a `width=` kwarg still overrides it, so any width builds).
-
-    The entry point belongs to the module that defines `cls` (its family); that module's `default_cfgs` must
-    hold `name`.
-    """
-
-    def entrypoint(**kwargs) -> GhostNet:
-        kwargs.setdefault("width", width)
-        return cls(**kwargs)
-
-    entrypoint.__name__ = entrypoint.__qualname__ = name
-    entrypoint.__module__ = cls.__module__
-    entrypoint.__doc__ = doc
-    return register_model(entrypoint)
-
-
 def _cfg(**kwargs) -> DefaultCfg:
     return DefaultCfg(paper="GhostNet, CVPR 2020 (arXiv 1911.11907)", **kwargs)
 
@@ -181,10 +168,13 @@ def _cfg(**kwargs) -> DefaultCfg:
 default_cfgs = {
     # MindCV ghostnet_*-*.ckpt (8× Ascend 910) top-1: 66.03 / 73.78 / 75.50; official 1.0x .pth: 73.98.
     "ghostnet_050": _cfg(paper_top1=66.2, weights="mindcv ghostnet_050-85b91860.ckpt"),
-    "ghostnet_100": _cfg(paper_top1=73.9, weights="mindcv ghostnet_100-bef8025a.ckpt; huawei-noah state_dict_73.98.pth"),
+    "ghostnet_100": _cfg(paper_top1=73.9,
+                         weights="mindcv ghostnet_100-bef8025a.ckpt; huawei-noah state_dict_73.98.pth"),
     "ghostnet_130": _cfg(paper_top1=75.7, weights="mindcv ghostnet_130-cf4c235c.ckpt"),
 }
 
-ghostnet_050 = register_width_variant(GhostNet, "ghostnet_050", 0.5, "GhostNet-0.5x: 2.59M params, 42.3M MACs at 224.")
-ghostnet_100 = register_width_variant(GhostNet, "ghostnet_100", 1.0, "GhostNet-1.0x: 5.18M params, 141.2M MACs at 224.")
-ghostnet_130 = register_width_variant(GhostNet, "ghostnet_130", 1.3, "GhostNet-1.3x: 7.36M params, 227.0M MACs at 224.")
+register_variants(GhostNet, {
+    "ghostnet_050": Variant({"width": 0.5}, "GhostNet-0.5x: 2.59M params, 42.3M MACs at 224."),
+    "ghostnet_100": Variant({"width": 1.0}, "GhostNet-1.0x: 5.18M params, 141.2M MACs at 224."),
+    "ghostnet_130": Variant({"width": 1.3}, "GhostNet-1.3x: 7.36M params, 227.0M MACs at 224."),
+})

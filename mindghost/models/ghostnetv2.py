@@ -9,15 +9,16 @@ Parameter names are the PyTorch ones except for MindSpore's BatchNorm names and 
 (`blocks.9.features.{0,1}`, as in v1/MindCV), so timm's and the official checkpoints
 (`ck_ghostnetv2_{10,13,16}.pth.tar`) load through `checkpoint_filter_fn`.
 """
-from typing import Dict, Mapping, Sequence
+from typing import Any, Dict, Mapping
 
 import numpy as np
 
 from mindspore import Tensor, nn, ops
 
-from ._registry import DefaultCfg
-from ._weights import rename_torch_state_dict
-from .ghostnet import GHOSTNET_V1_ARCH, BlockSpec, GhostBottleneck, GhostNet, register_width_variant
+from ..weights import unwrap_state_dict
+from ._registry import DefaultCfg, Variant, register_variants
+from .ghostnet import BlockSpec, GhostBottleneck, GhostNet
+from .ghostnet import checkpoint_filter_fn as ghostnet_filter_fn
 from .layers import GhostModule, conv2d
 
 __all__ = ["GhostModuleV2", "GhostBottleneckV2", "GhostNetV2"]
@@ -72,19 +73,11 @@ class GhostModuleV2(GhostModule):
 class GhostBottleneckV2(GhostBottleneck):
     """GhostNet v1's bottleneck, with DFC attention on the expansion Ghost module when `attn` is set."""
 
-    def __init__(
-        self,
-        in_chs: int,
-        mid_chs: int,
-        out_chs: int,
-        dw_kernel_size: int = 3,
-        stride: int = 1,
-        se_ratio: float = 0.0,
-        attn: bool = True,
-        ratio: int = 2,
-        dw_size: int = 3,
-    ) -> None:
-        super().__init__(in_chs, mid_chs, out_chs, dw_kernel_size, stride, se_ratio, ratio=ratio, dw_size=dw_size)
+    def __init__(self, in_chs: int, mid_chs: int, *args: Any, attn: bool = True, ratio: int = 2, dw_size: int = 3,
+                 **kwargs: Any) -> None:
+        """`GhostBottleneck`'s arguments (in_chs, mid_chs, out_chs, dw_kernel_size, stride, se_ratio, ratio,
+        dw_size) plus `attn`."""
+        super().__init__(in_chs, mid_chs, *args, ratio=ratio, dw_size=dw_size, **kwargs)
         if attn:  # replaces v1's plain module (same construct, same names plus `short_conv.*`)
             self.ghost1 = GhostModuleV2(in_chs, mid_chs, ratio=ratio, dw_size=dw_size)
 
@@ -92,44 +85,21 @@ class GhostBottleneckV2(GhostBottleneck):
 class GhostNetV2(GhostNet):
     """GhostNetV2 with any width multiplier; bottlenecks with a global index ≥ `attn_from` use DFC attention."""
 
-    def __init__(
-        self,
-        arch: Sequence[Sequence[BlockSpec]] = GHOSTNET_V1_ARCH,
-        num_classes: int = 1000,
-        width: float = 1.0,
-        in_channels: int = 3,
-        drop_rate: float = 0.2,
-        attn_from: int = 2,
-        ratio: int = 2,
-        dw_size: int = 3,
-    ) -> None:
+    def __init__(self, *args: Any, attn_from: int = 2, ratio: int = 2, dw_size: int = 3, **kwargs: Any) -> None:
+        """`GhostNet`'s arguments (arch, num_classes, width, in_channels, drop_rate, ratio, dw_size) plus
+        `attn_from`, the first bottleneck index with DFC attention."""
         def block_fn(index: int, in_chs: int, mid_chs: int, out_chs: int, spec: BlockSpec) -> nn.Cell:
             return GhostBottleneckV2(in_chs, mid_chs, out_chs, spec.kernel, spec.stride, spec.se_ratio,
                                      attn=index >= attn_from, ratio=ratio, dw_size=dw_size)
 
-        super().__init__(arch, num_classes, width, in_channels, drop_rate, ratio, dw_size, block_fn=block_fn)
+        super().__init__(*args, ratio=ratio, dw_size=dw_size, block_fn=block_fn, **kwargs)
 
 
 def checkpoint_filter_fn(state_dict: Mapping[str, object], model: nn.Cell) -> Dict[str, np.ndarray]:
-    """PyTorch GhostNetV2 names (timm `ghostnetv2_*` or the official `ck_ghostnetv2_*.pth.tar`) → mindghost names.
-
-    Accepts a state dict wrapped in `state_dict`/`model` (training checkpoints) and `module.`-prefixed keys
-    (DataParallel); the official files are flat and carry thop's `total_ops`/`total_params`, which are dropped.
-    """
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state_dict.get(wrapper), Mapping):
-            state_dict = state_dict[wrapper]
-            break
-    last = f"blocks.{len(model.blocks) - 1}."
-
-    def rename(key: str) -> str:
-        if key.startswith("module."):
-            key = key[len("module."):]
-        if key.startswith(last + "0."):  # final 1×1 conv-BN-ReLU: `conv`/`bn1` → MindCV-style `features.{0,1}`
-            key = key.replace(last + "0.conv.", last + "features.0.").replace(last + "0.bn1.", last + "features.1.")
-        return key
-
-    return rename_torch_state_dict(state_dict, model, rename)
+    """PyTorch GhostNetV2 names (timm `ghostnetv2_*` or the official `ck_ghostnetv2_*.pth.tar`) → mindghost names:
+    v1's mapping (ghostnet.checkpoint_filter_fn). The official files' wrappers (`state_dict`, `model`), DataParallel
+    `module.` prefixes and thop's `total_ops`/`total_params` are dropped on the way."""
+    return ghostnet_filter_fn(unwrap_state_dict(state_dict), model)
 
 
 def _cfg(**kwargs) -> DefaultCfg:
@@ -144,9 +114,8 @@ default_cfgs = {
     "ghostnetv2_160": _cfg(paper_top1=77.8, weights="huawei-noah ck_ghostnetv2_16.pth.tar; timm ghostnetv2_160.in1k"),
 }
 
-ghostnetv2_100 = register_width_variant(GhostNetV2, "ghostnetv2_100", 1.0,
-                                        "GhostNetV2-1.0x: 6.16M params, 167.0M MACs at 224.")
-ghostnetv2_130 = register_width_variant(GhostNetV2, "ghostnetv2_130", 1.3,
-                                        "GhostNetV2-1.3x: 8.96M params, 269.3M MACs at 224.")
-ghostnetv2_160 = register_width_variant(GhostNetV2, "ghostnetv2_160", 1.6,
-                                        "GhostNetV2-1.6x: 12.39M params, 398.6M MACs at 224.")
+register_variants(GhostNetV2, {
+    "ghostnetv2_100": Variant({"width": 1.0}, "GhostNetV2-1.0x: 6.16M params, 167.0M MACs at 224."),
+    "ghostnetv2_130": Variant({"width": 1.3}, "GhostNetV2-1.3x: 8.96M params, 269.3M MACs at 224."),
+    "ghostnetv2_160": Variant({"width": 1.6}, "GhostNetV2-1.6x: 12.39M params, 398.6M MACs at 224."),
+})

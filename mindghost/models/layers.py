@@ -1,12 +1,9 @@
 """Building blocks shared by the Ghost family: width rounding, activations, SE, conv-BN-act, the Ghost module."""
 import math
-from typing import Optional, Type
+from typing import Optional, Tuple, Type
 
-import mindspore as ms
 from mindspore import Tensor, nn, ops
 from mindspore.common import initializer as init
-
-from .depthwise import DepthwiseConv2d, is_supported
 
 
 def make_divisible(v: float, divisor: int = 4, min_value: Optional[int] = None) -> int:
@@ -26,18 +23,10 @@ class HardSigmoid(nn.Cell):
 
 
 class GlobalAvgPool(nn.Cell):
-    """Mean over H and W, kept as 1×1. On CPU an AvgPool whose kernel is the whole map: MindSpore's CPU ReduceMean
-    is ~4× slower forward and ~2.6× forward+backward (docs/performance.md), and the pool differs from it by
-    ~1e-7. Elsewhere (Ascend, GPU) ReduceMean, whose kernels are fast and have no kernel-size limits.
-    `use_pool` is read when the graph is compiled; set it before the first call to force one path."""
-
-    def __init__(self, use_pool: Optional[bool] = None) -> None:
-        super().__init__()
-        self.use_pool = ms.get_context("device_target") == "CPU" if use_pool is None else use_pool
+    """Mean over H and W, kept as 1×1 (ReduceMean on every device). On CPU, `mindghost.cpu.accelerate` swaps it
+    for an AvgPool over the whole map, the faster form there."""
 
     def construct(self, x: Tensor) -> Tensor:
-        if self.use_pool:
-            return ops.AvgPool(kernel_size=(x.shape[2], x.shape[3]), strides=1)(x)
         return x.mean(axis=(2, 3), keep_dims=True)
 
 
@@ -67,9 +56,7 @@ class SqueezeExcite(nn.Cell):
 
 def conv2d(in_chs: int, out_chs: int, kernel_size, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
     """A PyTorch-style convolution: symmetric zero padding of kernel//2 (so PyTorch weights port exactly).
-    Depthwise ones (groups == in_chs > 1, odd kernel, stride 1 or 2) are `DepthwiseConv2d`: faster on CPU."""
-    if is_supported(in_chs, out_chs, kernel_size, stride, groups):
-        return DepthwiseConv2d(in_chs, out_chs, kernel_size, stride, bias=bias)
+    Always a plain `nn.Conv2d`; on CPU `mindghost.cpu.accelerate` later swaps depthwise ones for its kernel."""
     if isinstance(kernel_size, int):
         return nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad_mode="pad", padding=kernel_size // 2,
                          group=groups, has_bias=bias)
@@ -93,6 +80,17 @@ class ConvBnAct(nn.Cell):
         return self.features(x)
 
 
+def ghost_split(out_channels: int, ratio: int) -> Tuple[int, int, bool]:
+    """The Ghost module's channel split for `out_channels` outputs at ratio s: (intrinsic = ceil(out/s) channels
+    from the primary conv, cheap = (s-1) × intrinsic from the cheap op, whether the concatenation must be cut
+    back to `out_channels`). Raises ValueError for s < 2, which would leave no cheap features."""
+    if ratio < 2:
+        raise ValueError(f"Ghost module ratio s must be >= 2 (s=1 would have no cheap features), got {ratio}")
+    intrinsic = math.ceil(out_channels / ratio)
+    cheap = intrinsic * (ratio - 1)
+    return intrinsic, cheap, intrinsic + cheap != out_channels
+
+
 class GhostModule(nn.Cell):
     """Ghost module: a primary k×k conv makes ceil(oup/s) channels, a cheap d×d depthwise conv makes the
     other (s-1)/s, and the concatenation is cut to `oup` channels.
@@ -112,12 +110,8 @@ class GhostModule(nn.Cell):
         relu: bool = True,
     ) -> None:
         super().__init__()
-        if ratio < 2:
-            raise ValueError(f"Ghost module ratio s must be >= 2 (s=1 would have no cheap features), got {ratio}")
         self.oup = oup
-        init_channels = math.ceil(oup / ratio)
-        new_channels = init_channels * (ratio - 1)
-        self.trim = init_channels + new_channels != oup
+        init_channels, new_channels, self.trim = ghost_split(oup, ratio)
         self.primary_conv = nn.SequentialCell([
             conv2d(inp, init_channels, kernel_size, stride),
             nn.BatchNorm2d(init_channels),

@@ -469,16 +469,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     x1 = rng.standard_normal((1, chans, img_size, img_size)).astype(np.float32)
     xb = rng.standard_normal((args.batch, chans, img_size, img_size)).astype(np.float32)
 
+    from ..cpu import accelerate_on_cpu
+
     builders: Dict[str, Callable[[], object]] = {
-        "mindghost": lambda: create_model(args.model, num_classes=args.num_classes)}
+        "mindghost": lambda: accelerate_on_cpu(create_model(args.model, num_classes=args.num_classes), device)}
     skipped: Dict[str, str] = {}
     if "no_kernel" in args.peers:
-        from ..models.depthwise import set_cpu_kernels
-
         def without_kernel():
             model = create_model(args.model, num_classes=args.num_classes)
-            set_cpu_kernels(model, False)
-            return model
+            return accelerate_on_cpu(model, device, depthwise_kernel=False)
 
         builders["no_kernel"] = without_kernel
     if "mindcv" in args.peers:
@@ -496,7 +495,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         fused = fuse_bn(create_model(args.model, num_classes=args.num_classes), input_shape=x1.shape)
         if "fused" in args.peers:
-            builders["fused"] = lambda: fused
+            builders["fused"] = lambda: accelerate_on_cpu(fused, device)  # after the plain copy went to ONNX
     if "onnxruntime" in args.peers:
         try:
             import onnxruntime  # noqa: F401

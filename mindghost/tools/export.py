@@ -98,10 +98,7 @@ def build_model(name: str, ckpt_path: str = "", random_weights: bool = False, nu
 def export_model(net, x: np.ndarray, path_stem: str, fmt: str) -> str:
     import mindspore as ms
 
-    from mindghost.models.depthwise import portable
-
-    with portable(net):  # the CPU depthwise kernel is a custom op: export MindSpore's Conv2D instead
-        ms.export(net, ms.Tensor(x), file_name=path_stem, file_format=fmt.upper())
+    ms.export(net, ms.Tensor(x), file_name=path_stem, file_format=fmt.upper())
     path = path_stem + SUFFIX[fmt]
     if not os.path.isfile(path):
         raise RuntimeError(f"MindSpore reported no error but did not write {path}")

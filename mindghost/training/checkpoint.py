@@ -5,63 +5,20 @@ under MindSpore's names (`moments.<name>`, `global_step`, ...), the loss scale, 
 `mindghost_meta` (epoch, step, batch position, config, versions, metrics). Resume reads the position from
 that meta, never from the file name. `mindghost.models.load_checkpoint` reads the same files for inference.
 """
+import contextlib
 import json
 import logging
 import os
 import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
-META_KEY = "mindghost_meta"
+from ..weights import META_KEY, CheckpointError, CheckpointSaveError, atomic_save, read_checkpoint
+
+__all__ = ["BEST", "LAST", "CheckpointManager", "CheckpointSaveError", "atomic_save", "load_training_state",
+           "read_meta", "training_params"]
 LAST = "last.ckpt"
 BEST = "best.ckpt"
 _LOG = logging.getLogger("mindghost")
-
-
-class CheckpointSaveError(RuntimeError):
-    """A checkpoint could not be written (disk full, permissions, non-finite weights); earlier ones are intact."""
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_save(cell_or_params, path: str, meta: Dict[str, Any]) -> None:
-    """Write a checkpoint to `path` so that a crash leaves either the old file or the complete new one."""
-    import mindspore as ms
-
-    head, tail = os.path.split(path)
-    tmp = os.path.join(head, f".{tail}.tmp{os.getpid()}.ckpt")  # save_checkpoint appends .ckpt otherwise
-    try:
-        ms.save_checkpoint(cell_or_params, tmp, append_dict={META_KEY: json.dumps(meta, default=str)})
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # ENOSPC, EACCES, ... (MindSpore raises OSError; older versions wrap it)
-        for f in os.listdir(head or "."):  # ours, and MindSpore's own `<tmp>.tmp` staging file
-            if f.startswith(f".{tail}.tmp{os.getpid()}."):
-                _remove_quietly(os.path.join(head, f))
-        reason = f"{e.strerror} (errno {e.errno})" if isinstance(e, OSError) and e.strerror else str(e)
-        raise CheckpointSaveError(
-            f"could not save checkpoint '{path}': {reason}. The previous checkpoints in '{head or '.'}' are intact; "
-            "free disk space (or fix the permissions) and rerun the same command to resume from the last one."
-        ) from e
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def _check_finite(params: List[Dict[str, Any]], path: str) -> None:
@@ -110,7 +67,8 @@ class CheckpointManager:
         os.makedirs(directory, exist_ok=True)
         for f in sorted(os.listdir(directory)):  # left by a save that was killed: never a valid checkpoint
             if f.startswith(".") and ".tmp" in f:
-                _remove_quietly(os.path.join(directory, f))
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(directory, f))
                 _LOG.info(f"removed an incomplete checkpoint left by an interrupted save: {f}")
 
     def save(self, train_step, meta: Dict[str, Any], name: str, is_best: bool = False) -> str:
@@ -131,9 +89,6 @@ class CheckpointManager:
 
 
 def read_meta(path: str) -> Optional[Dict[str, Any]]:
-    from ..models import CheckpointError
-    from ..models._weights import read_checkpoint
-
     state = read_checkpoint(path)
     meta = state.get(META_KEY)
     if meta is None:
@@ -145,9 +100,6 @@ def read_meta(path: str) -> Optional[Dict[str, Any]]:
 def load_training_state(train_step, path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Load every parameter of `train_step` from a training checkpoint, strictly. Returns (meta, state)."""
     import mindspore as ms
-
-    from ..models import CheckpointError
-    from ..models._weights import read_checkpoint
 
     state = read_checkpoint(path)
     meta_raw = state.pop(META_KEY, None)

@@ -150,10 +150,12 @@ def environment_info(device: str, group_size: int) -> Dict[str, Any]:
 
 
 def build_model(cfg: Config):
+    from ..cpu import accelerate_on_cpu
     from ..models import create_model
 
     model = create_model(cfg.model, num_classes=cfg.num_classes, in_channels=cfg.in_channels,
                          drop_rate=cfg.drop_rate, checkpoint_path=cfg.ckpt_path or None)
+    model = accelerate_on_cpu(model, cfg.device)  # CPU speed-ups; before the optimizer and train step see it
     n = sum(p.size for p in model.trainable_params())
     LOG.info(f"model {cfg.model}: {n / 1e6:.2f}M trainable parameters"
              + (f", initial weights from {cfg.ckpt_path}" if cfg.ckpt_path else ""))

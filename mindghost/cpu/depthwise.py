@@ -4,12 +4,13 @@ compiler and loaded through MindSpore's AOT custom-op interface.
 Why: MindSpore's CPU Conv2D runs grouped convolutions through oneDNN's im2col + per-group GEMM (its fast
 depthwise kernels need blocked layouts MindSpore does not use), ~2.5 GMAC/s; the direct kernel runs at 22-25
 (docs/performance.md, section 3), which makes a GhostNet train step ~1.6x faster. Forward outputs are
-bit-identical, gradients equal up to float rounding (tests/test_depthwise.py).
+bit-identical, gradients equal up to float rounding (tests/test_cpu.py).
 
-`DepthwiseConv2d` is an `nn.Conv2d` (same parameters, checkpoints, BN folding); it takes the kernel path only on
-CPU, for float32, when the library could be built. Export (MINDIR/ONNX) switches it off with
-`portable(model)`, since custom ops are not portable. `MINDGHOST_CPU_KERNELS=0` disables it.
-The library is cached in `$MINDGHOST_CACHE` (default `~/.cache/mindghost`) under a hash of source and flags.
+Models never build `DepthwiseConv2d` themselves: `mindghost.cpu.accelerate` swaps it in for the eligible
+`nn.Conv2d` cells of a built model (`eligible` is the one rule), and `mindghost.cpu.restore` swaps it back
+before an export, since custom ops are not portable. `MINDGHOST_CPU_KERNELS=0` disables the kernel.
+The library is built on the first `accelerate` and cached in `$MINDGHOST_CACHE` (default `~/.cache/mindghost`)
+under a hash of source and flags.
 """
 import hashlib
 import logging
@@ -18,8 +19,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from contextlib import contextmanager
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import mindspore as ms
 from mindspore import Tensor, nn, ops
@@ -130,36 +130,73 @@ def depthwise_op(stride: int, bias: bool = False) -> Callable:
 
 
 def is_supported(in_chs: int, out_chs: int, kernel_size, stride: int = 1, groups: Optional[int] = None) -> bool:
-    """Whether a conv is one `DepthwiseConv2d` runs: groups == in_chs > 1 (default: in_chs), out_chs a multiple of
-    it, odd kernel sizes, stride 1, or 2 for square kernels."""
+    """Whether the kernel computes this conv: groups == in_chs > 1 (default: in_chs), out_chs a multiple of it, odd
+    kernel sizes, stride 1, or 2 for square kernels (padding is always the symmetric (kh//2, kw//2))."""
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
     groups = in_chs if groups is None else groups
     return (1 < groups == in_chs and out_chs % in_chs == 0 and kh % 2 == 1 and kw % 2 == 1
             and (stride == 1 or (stride == 2 and kh == kw)))
 
 
-class DepthwiseConv2d(nn.Conv2d):
-    """`nn.Conv2d(in, in * m, k, stride, groups=in)` with symmetric zero padding (kh//2, kw//2) and odd kernel
-    sizes; on CPU it runs mindghost's kernel (see the module docstring). `use_kernel` is read when the graph is
-    compiled."""
+def eligible(conv: nn.Cell) -> bool:
+    """Whether `accelerate` may swap this cell for a `DepthwiseConv2d`: a plain `nn.Conv2d` (NCHW, no dilation,
+    equal strides) that `is_supported` accepts and whose padding is the kernel's symmetric (kh//2, kw//2)."""
+    if type(conv) is not nn.Conv2d or conv.data_format != "NCHW" or tuple(conv.dilation) != (1, 1):
+        return False
+    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+    if sh != sw or not is_supported(conv.in_channels, conv.out_channels, (kh, kw), sh, conv.group):
+        return False
+    if conv.pad_mode == "same":
+        return sh == 1  # odd kernels at stride 1: "same" pads kh//2 on both sides
+    if conv.pad_mode == "pad":
+        pads = (conv.padding,) * 4 if isinstance(conv.padding, int) else tuple(conv.padding)
+        return pads == (kh // 2, kh // 2, kw // 2, kw // 2)
+    return False
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size, stride: int = 1, bias: bool = False) -> None:
+
+class DepthwiseConv2d(nn.Conv2d):
+    """An eligible depthwise `nn.Conv2d` that runs mindghost's kernel for float32 inputs (MindSpore's Conv2D
+    otherwise). Built from an existing conv with `from_conv`, sharing its Parameter objects (same names and
+    shapes, so checkpoints, optimizers and BN folding see no difference); `to_conv` gives the plain cell back.
+    Needs the kernel library: `accelerate` only builds it when `kernel_library()` is not None."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size, stride: int = 1, pad_mode: str = "pad",
+                 padding: Union[int, Tuple[int, ...]] = 0, bias: bool = False) -> None:
         if not is_supported(in_chs, out_chs, kernel_size, stride):
             raise ValueError(f"DepthwiseConv2d needs in_chs > 1, out_chs a multiple of in_chs, odd kernel sizes and "
                              f"stride 1 or 2 (2 only for square kernels); got {in_chs}→{out_chs}, {kernel_size}, "
                              f"stride {stride}; use nn.Conv2d for other convolutions")
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        if kh == kw:
-            super().__init__(in_chs, out_chs, kh, stride, pad_mode="pad", padding=kh // 2, group=in_chs,
-                             has_bias=bias)
-        else:  # "same" = (kh//2, kw//2) at stride 1; see layers.conv2d for why not an explicit 4-tuple
-            super().__init__(in_chs, out_chs, (kh, kw), stride, pad_mode="same", group=in_chs, has_bias=bias)
-        self.use_kernel = ms.get_context("device_target") == "CPU" and kernel_library() is not None
-        self.depthwise = depthwise_op(stride) if self.use_kernel else None
-        self.depthwise_bias = depthwise_op(stride, bias=True) if self.use_kernel else None  # BN folded in
+        super().__init__(in_chs, out_chs, kernel_size, stride, pad_mode=pad_mode, padding=padding, group=in_chs,
+                         has_bias=bias)
+        if kernel_library() is None:
+            raise RuntimeError("DepthwiseConv2d needs mindghost's CPU kernel, which could not be built (see the "
+                               "warning above); keep the nn.Conv2d")
+        self.depthwise = depthwise_op(stride)
+        self.depthwise_bias = depthwise_op(stride, bias=True)  # used when BN was folded into the conv
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> "DepthwiseConv2d":
+        """The kernel cell for `conv` (`eligible(conv)` must hold), holding `conv`'s own weight and bias."""
+        if not eligible(conv):
+            raise ValueError(f"{conv} is not a conv mindghost's depthwise kernel computes (see cpu.eligible)")
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride[0], conv.pad_mode,
+                  conv.padding, conv.has_bias)
+        new.weight = conv.weight
+        if conv.has_bias:
+            new.bias = conv.bias
+        return new
+
+    def to_conv(self) -> nn.Conv2d:
+        """The plain `nn.Conv2d` this cell came from (same arguments, same Parameter objects)."""
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, pad_mode=self.pad_mode,
+                         padding=self.padding, group=self.group, has_bias=self.has_bias)
+        conv.weight = self.weight
+        if self.has_bias:
+            conv.bias = self.bias
+        return conv
 
     def construct(self, x: Tensor) -> Tensor:
-        if self.use_kernel and x.dtype == ms.float32 and self.weight.dtype == ms.float32:
+        if x.dtype == ms.float32 and self.weight.dtype == ms.float32:
             if self.has_bias:
                 return self.depthwise_bias(x, self.weight, self.bias)
             return self.depthwise(x, self.weight)
@@ -167,31 +204,3 @@ class DepthwiseConv2d(nn.Conv2d):
         if self.has_bias:
             out = self.bias_add(out, self.bias)
         return out
-
-
-def set_cpu_kernels(model: nn.Cell, enabled: bool) -> int:
-    """Switch every DepthwiseConv2d in `model` to (enabled) or away from (disabled) the custom kernel; returns
-    how many cells changed. Call before the model's graph is compiled (e.g. before export)."""
-    changed = 0
-    for cell in _depthwise_cells(model):
-        want = bool(enabled) and cell.depthwise is not None
-        changed += int(cell.use_kernel != want)
-        cell.use_kernel = want
-    return changed
-
-
-def _depthwise_cells(model: nn.Cell):
-    return [cell for _, cell in model.cells_and_names() if isinstance(cell, DepthwiseConv2d)]
-
-
-@contextmanager
-def portable(model: nn.Cell):
-    """Within the block, `model` uses only MindSpore's own ops (for export); the previous state comes back after."""
-    cells = _depthwise_cells(model)
-    before = [cell.use_kernel for cell in cells]
-    set_cpu_kernels(model, False)
-    try:
-        yield model
-    finally:
-        for cell, state in zip(cells, before):
-            cell.use_kernel = state

@@ -1,4 +1,4 @@
-"""Loading weights into a model: the one place that reads checkpoints for inference or fine-tuning.
+"""Reading weight files and loading them into a model strictly; PyTorch → MindSpore renaming helpers.
 
 Accepted files: mindghost checkpoints (plain weights, or training checkpoints that also hold optimizer
 state, EMA copies as ``ema.<name>`` and a ``mindghost_meta`` entry), MindCV checkpoints, `.safetensors`,
@@ -11,15 +11,12 @@ import sys
 from typing import Dict, List, Mapping, Optional
 
 import numpy as np
+
 from mindspore import Parameter, Tensor, load_param_into_net, nn
 from mindspore import load_checkpoint as ms_load_checkpoint
 
-TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin")
-META_KEY = "mindghost_meta"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded into the requested model; the message says what to do."""
+from .io import META_KEY, TORCH_SUFFIXES, CheckpointError
+from .pth import read_pth
 
 
 def read_checkpoint(path: str, ema: bool = False) -> Dict[str, object]:
@@ -34,9 +31,7 @@ def read_checkpoint(path: str, ema: bool = False) -> Dict[str, object]:
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"Checkpoint '{path}' is an empty file (0 bytes); it was probably cut off while saving.")
     if path.endswith(TORCH_SUFFIXES):
-        from ..convert.pth import read_pth  # no torch needed: restricted unpickler
-
-        return dict(read_pth(path, ema=ema))
+        return dict(read_pth(path, ema=ema))  # no torch needed: a restricted unpickler
     fmt = "safetensors" if path.endswith(".safetensors") else "ckpt"
     try:
         return dict(ms_load_checkpoint(path, format=fmt))
