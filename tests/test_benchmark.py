@@ -36,6 +36,7 @@ def test_benchmark_train_step_and_input_pipeline(tmp_path, capsys):
     assert "| mindghost |" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a child process compiles MindCV's model and a train step
 def test_subprocess_peer_shipped_interleaves(tmp_path, capsys):
     from benchmarks.compare import main as compare_main
 
@@ -83,6 +84,7 @@ def test_subprocess_peer_reports_child_errors():
     assert peer.proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_torch_peer(tmp_path):
     """PyTorch eager (timm) as a peer; needs an interpreter with torch + timm: MINDGHOST_TORCH_PYTHON=/path/python
     (CI has none, so this skips and says so)."""

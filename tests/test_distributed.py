@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _tiny_data import ROOT  # noqa: E402
 
 MSRUN = os.path.join(os.path.dirname(sys.executable), "msrun")
-pytestmark = pytest.mark.skipif(not os.path.isfile(MSRUN), reason="msrun not found next to the Python executable")
+pytestmark = [pytest.mark.distributed, pytest.mark.slow,  # msrun workers; ~3.5 min for the file on 2 cores
+              pytest.mark.skipif(not os.path.isfile(MSRUN), reason="msrun not found next to the Python executable")]
 
 N_CLASSES = 16  # 8 images, each in two classes: one epoch = 2 steps of 4 per rank
 RANK_BATCH = 4

@@ -52,3 +52,29 @@ def test_user_error_exits_2_with_one_line(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "error: no --ckpt_path given" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_only_our_errors_are_user_errors():
+    """A bare ValueError (an internal assertion, or one from inside MindSpore/MindCV) keeps its traceback; our
+    classes and user-caused OSErrors are one line. Before, every ValueError was shown as a user error."""
+    import errno
+
+    from mindghost.errors import UsageError
+    from mindghost.runtime import _is_user_error
+    from mindghost.training.config import ConfigError
+
+    assert not _is_user_error(ValueError("schedule has 9 steps, expected 10"))
+    assert not _is_user_error(RuntimeError("MindSpore crashed"))
+    assert _is_user_error(ConfigError("unknown key")) and _is_user_error(UsageError("unknown model"))
+    assert _is_user_error(OSError(errno.ENOSPC, "No space left on device"))
+    assert not _is_user_error(OSError(errno.EIO, "Input/output error"))
+
+
+def test_internal_value_error_prints_its_traceback():
+    code = ("from mindghost import runtime\n"
+            "def main(argv):\n"
+            "    raise ValueError('an internal invariant broke')\n"
+            "runtime.run_main(main, [])\n")
+    result = _run(["-c", code])
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" in result.stderr and "an internal invariant broke" in result.stderr

@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 
 from .callbacks import LOG, CallbackList, Checkpointer, is_main, read_metrics, set_rank, setup_logging
 from .checkpoint import LAST, load_training_state
-from .config import Config, dump_yaml
+from .config import Config, ConfigError, dump_yaml
 
 FINISHED = "summary.json"
 
@@ -170,14 +170,14 @@ def resolve_amp(cfg: Config, device: str):
     """(amp_level, loss-scale type, check_overflow) for this device."""
     level = cfg.amp_level
     if device == "CPU" and level in ("O1", "O2"):
-        raise ValueError(f"amp_level {level} is not supported on CPU with GhostNet; use O0 (fp32, fastest on CPU) "
+        raise ConfigError(f"amp_level {level} is not supported on CPU with GhostNet; use O0 (fp32, fastest on CPU) "
                          "or O3")
     fp16 = level != "O0"
     kind = cfg.loss_scale_type
     if kind == "auto":
         kind = "dynamic" if fp16 and device in ("Ascend", "GPU") else "fixed"
     if kind == "dynamic" and device == "CPU":
-        raise ValueError("loss_scale_type dynamic is not supported on CPU; use fixed")
+        raise ConfigError("loss_scale_type dynamic is not supported on CPU; use fixed")
     return level, kind, fp16 and cfg.drop_overflow_update
 
 
