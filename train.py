@@ -18,10 +18,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
     device, env_note = runtime.prepare_environment(cfg.device)  # before MindSpore is imported
 
     from mindghost.data import build_eval_loader, build_train_loader, eval_preprocessing, inspect_split
+    from mindghost.training import distributed as D
     from mindghost.training import trainer as T
     from mindghost.training.callbacks import CallbackList, Checkpointer, Evaluator, MetricsWriter, ProgressLogger
     from mindghost.training.checkpoint import CheckpointManager
-    from mindghost.training import distributed as D
     from mindghost.training.optim import build_lr_schedule, build_optimizer, linear_lr_scale
     from mindghost.training.train_step import EvalNet
 

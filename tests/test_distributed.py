@@ -180,9 +180,9 @@ def test_two_workers_match_one_process_with_the_global_batch(runs):
 
 
 def trainable_init() -> dict:
-    from mindghost import create_model
-
     import mindspore as ms
+
+    from mindghost import create_model
 
     ms.set_seed(42)
     return {p.name: p.asnumpy().astype(np.float64) for p in

@@ -14,7 +14,6 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
-
 __all__ = ["CONVERTER_VERSION", "ConvertError", "convert", "main", "sha256_file"]
 
 CONVERTER_VERSION = "1"

@@ -1,7 +1,5 @@
 """The Ghost model zoo; importing this package registers every family."""
-from . import ghostnet  # noqa: F401  (registers models)
-from . import ghostnetv2  # noqa: F401
-from . import g_ghost_regnet, ghost_resnet  # noqa: F401  (registers models)
+from . import g_ghost_regnet, ghost_resnet, ghostnet, ghostnetv2  # noqa: F401  (importing registers the models)
 from ._registry import DefaultCfg, create_model, get_default_cfg, is_model, list_models, model_family, register_model
 from ._weights import CheckpointError, load_checkpoint, load_state_dict
 

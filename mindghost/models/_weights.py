@@ -11,6 +11,7 @@ import sys
 from typing import Dict, List, Mapping, Optional
 
 import numpy as np
+
 from mindspore import Parameter, Tensor, load_param_into_net, nn
 from mindspore import load_checkpoint as ms_load_checkpoint
 

@@ -18,6 +18,7 @@ widths, as intended.
 from typing import Dict, NamedTuple, Tuple
 
 import numpy as np
+
 from mindspore import Tensor, nn, ops
 
 from ._head import ClassifierHeadMixin

@@ -125,9 +125,10 @@ def _check_loss(loss, state: Dict[str, Any], run: Run, train_step) -> None:
 
 
 def environment_info(device: str, group_size: int) -> Dict[str, Any]:
+    import numpy
+
     import mindcv
     import mindspore
-    import numpy
 
     from .. import __version__
 
@@ -200,7 +201,7 @@ def build_train_step(cfg: Config, model, loss_fn, optimizer, device: str):
                      device=device)
     step.set_train(True)
     LOG.info(f"precision {level}, loss scale {kind} {scale:g}, optimizer {cfg.opt}, "
-             f"ema {'%g' % cfg.ema_decay if cfg.ema else 'off'}, clip {cfg.clip_grad_norm or 'off'}, "
+             f"ema {format(cfg.ema_decay, 'g') if cfg.ema else 'off'}, clip {cfg.clip_grad_norm or 'off'}, "
              f"accumulation {cfg.accum_steps}")
     return step
 
@@ -222,7 +223,6 @@ def make_meta(cfg: Config, run: Run):
 def fit(cfg: Config, run: Run, train_step, make_train_loader, steps_per_epoch: int, callbacks: CallbackList,
         checkpointer: Optional[Checkpointer], state: Dict[str, Any]) -> Dict[str, Any]:
     """The loop. `state` carries the position (epoch_done, batch_in_epoch_done, step) restored on resume."""
-    import mindspore as ms
 
     opt = train_step.optimizer
     lr_table = getattr(opt, "lr_table", None) or [float("nan")]
