@@ -9,6 +9,7 @@ import sys
 from typing import List, Optional
 
 from mindghost import runtime
+from mindghost.data.pipeline import DataError
 from mindghost.training.config import parse_args
 
 
@@ -17,10 +18,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
     device, env_note = runtime.prepare_environment(cfg.device)  # before MindSpore is imported
 
     from mindghost.data import build_eval_loader, build_train_loader, eval_preprocessing, inspect_split
+    from mindghost.training import distributed as D
     from mindghost.training import trainer as T
     from mindghost.training.callbacks import CallbackList, Checkpointer, Evaluator, MetricsWriter, ProgressLogger
     from mindghost.training.checkpoint import CheckpointManager
-    from mindghost.training import distributed as D
     from mindghost.training.optim import build_lr_schedule, build_optimizer, linear_lr_scale
     from mindghost.training.train_step import EvalNet
 
@@ -28,11 +29,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     run = T.prepare_run_dir(cfg, device, rank, size, env_note)
     classes, _ = inspect_split(cfg.data_dir, cfg.train_split)
     if len(classes) != cfg.num_classes:
-        raise ValueError(f"'{cfg.data_dir}/{cfg.train_split}' has {len(classes)} class folders but num_classes is "
+        raise DataError(f"'{cfg.data_dir}/{cfg.train_split}' has {len(classes)} class folders but num_classes is "
                          f"{cfg.num_classes}; pass --num_classes {len(classes)}")
     val_classes, val_count = inspect_split(cfg.data_dir, cfg.val_split) if cfg.val_every else (classes, 0)
     if val_classes != classes:
-        raise ValueError(f"train and val class folders differ: {sorted(set(classes) ^ set(val_classes))[:5]}")
+        raise DataError(f"train and val class folders differ: {sorted(set(classes) ^ set(val_classes))[:5]}")
     model = T.build_model(cfg)
     pre = eval_preprocessing(cfg, model.default_cfg)
 
@@ -41,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
     steps_per_epoch = make_train_loader(0).get_dataset_size()
     if steps_per_epoch == 0:
-        raise ValueError(f"not one full batch of {cfg.batch_size} per device in the train split; lower batch_size")
+        raise DataError(f"not one full batch of {cfg.batch_size} per device in the train split; lower batch_size")
     updates_per_epoch = -(-steps_per_epoch // cfg.accum_steps)
     global_batch = cfg.batch_size * size * cfg.accum_steps
     lr_scale = linear_lr_scale(cfg, global_batch)

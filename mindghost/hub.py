@@ -40,7 +40,7 @@ _LOG = logging.getLogger("mindghost")
 
 ENV_MIRROR = "MINDGHOST_PRETRAINED_DIR"
 ENV_WEIGHTS_CACHE = "MINDGHOST_WEIGHTS_CACHE"
-ENV_CACHE_ROOT = "MINDGHOST_CACHE"  # also read by mindghost/models/depthwise.py (compiled kernels)
+ENV_CACHE_ROOT = "MINDGHOST_CACHE"  # also read by mindghost/cpu/depthwise.py (compiled kernels)
 
 FORMATS = ("ckpt", "pth")
 PUBLISHERS = ("mindcv", "huawei-noah", "timm")

@@ -135,9 +135,12 @@ _USER_ERRNOS = frozenset((errno.ENOENT, errno.EEXIST, errno.EACCES, errno.EPERM,
 
 
 def _is_user_error(e: BaseException) -> bool:
-    """A ValueError (bad config, data, checkpoint), one of mindghost's own error classes (ConfigError, DataError,
-    CheckpointError, CheckpointSaveError, TrainingDiverged, ...) or an OSError the user caused (by errno)."""
-    if isinstance(e, (ValueError,) + _USER_OS_ERRORS):
+    """One of mindghost's own error classes (ConfigError, DataError, CheckpointError, UsageError,
+    CheckpointSaveError, TrainingDiverged, ...) or an OSError the user caused (by class or errno).
+
+    A bare ValueError is not a user error: it comes from our own code's assertions or from inside MindSpore or
+    MindCV, and its traceback is what a bug report needs. Code that refuses user input raises our classes."""
+    if isinstance(e, _USER_OS_ERRORS):
         return True
     if any(cls.__module__.split(".")[0] == "mindghost" for cls in type(e).__mro__):
         return True

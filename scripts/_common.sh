@@ -14,6 +14,22 @@ fi
 
 die_usage() { echo "$USAGE" >&2; exit 2; }
 
+# The launchers run from the caller's working directory (they do not cd to the repo), so every relative path
+# the user types (CONFIG, DATA_DIR, CKPT, LOG_DIR, --output_dir ...) means what it means in their shell.
+# abs_path PATH: PATH made absolute against that directory (msrun workers get absolute paths).
+abs_path() {
+  case "$1" in
+    /*) printf '%s\n' "$1" ;;
+    *) printf '%s\n' "$PWD/$1" ;;
+  esac
+}
+
+# resolve_config PATH: a recipe as given (relative to the caller), else relative to the repo root, so that
+# both `configs/x.yaml` from the repo and `../mindghost/configs/x.yaml` from elsewhere work.
+resolve_config() {
+  if [ -e "$1" ]; then abs_path "$1"; elif [ -e "$REPO_ROOT/$1" ]; then printf '%s\n' "$REPO_ROOT/$1"; else printf '%s\n' "$1"; fi
+}
+
 need_file() {  # need_file WHAT PATH
   [ -e "$2" ] || { echo "error: $1 '$2' does not exist." >&2; exit 2; }
 }

@@ -31,6 +31,10 @@ else
     "$VENV/bin/python" train.py -c "$RECIPE" --data_dir "$DATA" --output_dir "$RUN" ${OVERWRITE[@]+"${OVERWRITE[@]}"}
 fi
 
+# the trainer draws curves.png after every epoch; redraw it here so that a run finished earlier (or trained before
+# matplotlib was installed) still ends with the figure
+"$VENV/bin/python" -m mindghost.tools.plots --run_dir "$RUN"
+
 echo "== validating $RUN/checkpoints/best.ckpt"
 "$VENV/bin/python" validate.py -c "$RECIPE" --data_dir "$DATA" --ckpt_path "$RUN/checkpoints/best.ckpt" \
     --output_dir "$RUN"

@@ -2,9 +2,9 @@
 
 Run by hand in a venv with torch + timm (not needed by the tests themselves):
 
-    python3 -m venv /work/venv-torch
-    /work/venv-torch/bin/pip install torch==2.13.0 numpy timm
-    /work/venv-torch/bin/python scripts/make_parity_fixtures.py
+    python3 -m venv venv-torch        # a separate venv with torch + timm
+    venv-torch/bin/pip install torch==2.13.0 numpy timm
+    venv-torch/bin/python scripts/make_parity_fixtures.py
 
 Every parameter and buffer of the timm model (BN running statistics too) is overwritten by the recipe, keyed
 by its PyTorch name; the model runs in eval mode on the recipe's seeded input. Each fixture stores the seeds,
@@ -23,7 +23,7 @@ sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
 import parity_recipe  # noqa: E402
 
-from mindghost.tools._torch_compat import import_timm  # noqa: E402  (needs torch + timm only, not MindSpore)
+from benchmarks.torch_compat import import_timm  # noqa: E402  (needs torch + timm only, not MindSpore)
 
 # (timm model name, input shape N×C×H×W). v2 at 72×88: its DFC maps are 18×22, 9×11, 5×6 and 3×3, so the
 # nearest upsample is checked on odd and even sizes, square and not.

@@ -10,12 +10,12 @@ USAGE="usage: bash scripts/run_multinode_train.sh CONFIG DATA_DIR NUM_NODES NODE
        on node 1: bash scripts/run_multinode_train.sh configs/ghostnet/ghostnet_100_ascend.yaml /data/imagenet 2 1 10.0.0.1"
 source "$(dirname "$0")/_common.sh"
 [ $# -ge 5 ] || die_usage
-CONFIG=$1 DATA_DIR=$2 NUM_NODES=$3 NODE_RANK=$4 MASTER_ADDR=$5; shift 5
+CONFIG=$(resolve_config "$1") DATA_DIR=$(abs_path "$2") NUM_NODES=$3 NODE_RANK=$4 MASTER_ADDR=$5; shift 5
 WORKERS_PER_NODE=${WORKERS_PER_NODE:-8}
 need_file config "$CONFIG"; need_file "data dir" "$DATA_DIR"; need_msrun
-cd "$REPO_ROOT"
-run_msrun "${LOG_DIR:-runs/msrun_log}" --worker_num=$((NUM_NODES * WORKERS_PER_NODE)) \
+LOG_DIR=$(abs_path "${LOG_DIR:-runs/msrun_log}")
+run_msrun "$LOG_DIR" --worker_num=$((NUM_NODES * WORKERS_PER_NODE)) \
   --local_worker_num="$WORKERS_PER_NODE" --master_addr="$MASTER_ADDR" --master_port="${MASTER_PORT:-8118}" \
   --node_rank="$NODE_RANK" --join=True --cluster_time_out="${CLUSTER_TIMEOUT:-600}" \
   --bind_core="${BIND_CORE:-True}" \
-  train.py --config "$CONFIG" --data_dir "$DATA_DIR" --distribute True "$@"
+  "$REPO_ROOT/train.py" --config "$CONFIG" --data_dir "$DATA_DIR" --distribute True "$@"

@@ -5,7 +5,6 @@ USAGE="usage: bash scripts/run_standalone_train.sh CONFIG DATA_DIR [train.py ove
   e.g. bash scripts/run_standalone_train.sh configs/demo/ghostnet_050_fashion_mnist_cpu.yaml data/fashion_mnist"
 source "$(dirname "$0")/_common.sh"
 [ $# -ge 2 ] || die_usage
-CONFIG=$1 DATA_DIR=$2; shift 2
+CONFIG=$(resolve_config "$1") DATA_DIR=$(abs_path "$2"); shift 2
 need_file config "$CONFIG"; need_file "data dir" "$DATA_DIR"
-cd "$REPO_ROOT"
-exec python train.py --config "$CONFIG" --data_dir "$DATA_DIR" --distribute False "$@"
+exec python "$REPO_ROOT/train.py" --config "$CONFIG" --data_dir "$DATA_DIR" --distribute False "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create the venv ($VENV, default ./.venv) with the pinned requirements (with --dev also the test/optional
-# extras), and install the Fashion-MNIST Debian package used by the demo and the real-data tests.
+# Create the venv ($VENV, default ./.venv) with the pinned requirements and matplotlib (with --dev also the
+# test/optional extras), and install the Fashion-MNIST Debian package used by the demo and the real-data tests.
 # Safe to run again: an existing venv is reused and what is installed already is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,9 @@ fi
 echo "== installing $REQUIREMENTS into $VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -r "$REQUIREMENTS"
+# matplotlib draws the run's curves.png (the demo's figure); an optional extra of the package, so installed here
+# rather than pinned in requirements.txt. Without it training works and logs one line instead of the figure.
+"$VENV/bin/python" -m pip install -q "matplotlib>=3.5"
 
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then

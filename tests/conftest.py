@@ -7,8 +7,9 @@ import sys
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import mindspore as ms  # noqa: E402
 import pytest  # noqa: E402
+
+import mindspore as ms  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

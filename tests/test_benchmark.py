@@ -1,4 +1,5 @@
-"""The benchmark CLI runs and reports positive numbers (no timing assertions: CI machines are noisy)."""
+"""The benchmark CLI (mindghost.tools.benchmark) and the peer harness (benchmarks/compare.py) run and report
+positive numbers (no timing assertions: CI machines are noisy)."""
 import json
 
 import pytest
@@ -35,12 +36,15 @@ def test_benchmark_train_step_and_input_pipeline(tmp_path, capsys):
     assert "| mindghost |" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a child process compiles MindCV's model and a train step
 def test_subprocess_peer_shipped_interleaves(tmp_path, capsys):
+    from benchmarks.compare import main as compare_main
+
     """The `shipped` peer runs in a child process (MindCV's model, oneDNN's default ISA) and answers each
     measurement over the line protocol; its numbers land in the same table and JSON as the in-process ones."""
     pytest.importorskip("mindcv")
     out = tmp_path / "bench.json"
-    rc = bench_main(["--model", "ghostnet_050", "--img_size", "32", "--batch", "2", "--peers", "shipped",
+    rc = compare_main(["--model", "ghostnet_050", "--img_size", "32", "--batch", "2", "--peers", "shipped",
                      "--tasks", "latency", "train", "--repeats", "1", "--warmup", "0", "--no_pipeline",
                      "--num_classes", "10", "--json", str(out)])
     assert rc == 0
@@ -62,7 +66,7 @@ def test_subprocess_peer_reports_child_errors():
     PeerError naming the cause, not a hang; a bad request is answered with an error, and the child stays up."""
     import sys
 
-    from mindghost.tools.benchmark import PeerError, SubprocessPeer
+    from benchmarks.peers import PeerError, SubprocessPeer
 
     common = ["--model", "ghostnet_050", "--img_size", "32", "--batch", "2", "--num_classes", "10"]
     try:
@@ -80,6 +84,7 @@ def test_subprocess_peer_reports_child_errors():
     assert peer.proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_torch_peer(tmp_path):
     """PyTorch eager (timm) as a peer; needs an interpreter with torch + timm: MINDGHOST_TORCH_PYTHON=/path/python
     (CI has none, so this skips and says so)."""
@@ -87,10 +92,11 @@ def test_torch_peer(tmp_path):
 
     torch_python = os.environ.get("MINDGHOST_TORCH_PYTHON", "")
     if not torch_python or not os.path.exists(torch_python):
-        pytest.skip("torch peer: set MINDGHOST_TORCH_PYTHON to a python with torch + timm "
-                    "(e.g. /work/venv-torch/bin/python)")
+        pytest.skip("torch peer: set MINDGHOST_TORCH_PYTHON to the python of an environment with torch + timm")
+    from benchmarks.compare import main as compare_main
+
     out = tmp_path / "bench.json"
-    rc = bench_main(["--model", "ghostnet_050", "--img_size", "32", "--batch", "2", "--peers", "torch",
+    rc = compare_main(["--model", "ghostnet_050", "--img_size", "32", "--batch", "2", "--peers", "torch",
                      "--torch_python", torch_python, "--tasks", "latency", "--repeats", "1", "--warmup", "0",
                      "--no_pipeline", "--num_classes", "10", "--json", str(out)])
     assert rc == 0

@@ -8,7 +8,6 @@ these files identically, and read_pth reads real torch.save output identically (
 import argparse
 import collections
 import contextlib
-import importlib.util
 import io
 import os
 import pickle
@@ -326,11 +325,9 @@ def test_not_a_checkpoint(tmp_path):
 
 # ------------------------------------------------------------------------------- converter CLI
 def _cli():
-    spec = importlib.util.spec_from_file_location("convert_weights_script", os.path.join(ROOT, "scripts",
-                                                                                           "convert_weights.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from mindghost.convert.convert import main  # `python -m mindghost.convert` (scripts/convert_weights.py is gone)
+
+    return main
 
 
 def _to_torch_name(name: str, last_stage: int) -> str:

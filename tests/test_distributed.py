@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _tiny_data import ROOT  # noqa: E402
 
 MSRUN = os.path.join(os.path.dirname(sys.executable), "msrun")
-pytestmark = pytest.mark.skipif(not os.path.isfile(MSRUN), reason="msrun not found next to the Python executable")
+pytestmark = [pytest.mark.distributed, pytest.mark.slow,  # msrun workers; ~3.5 min for the file on 2 cores
+              pytest.mark.skipif(not os.path.isfile(MSRUN), reason="msrun not found next to the Python executable")]
 
 N_CLASSES = 16  # 8 images, each in two classes: one epoch = 2 steps of 4 per rank
 RANK_BATCH = 4
@@ -179,9 +180,9 @@ def test_two_workers_match_one_process_with_the_global_batch(runs):
 
 
 def trainable_init() -> dict:
-    from mindghost import create_model
-
     import mindspore as ms
+
+    from mindghost import create_model
 
     ms.set_seed(42)
     return {p.name: p.asnumpy().astype(np.float64) for p in

@@ -89,7 +89,9 @@ def test_onnx_parity_with_onnxruntime(tmp_path):
 
 
 def test_export_refuses_random_weights_unless_asked(tmp_path):
-    with pytest.raises(SystemExit) as e:
+    from mindghost.errors import UsageError
+
+    with pytest.raises(UsageError) as e:
         export_main(["--model", "ghostnet_050", "--out_dir", str(tmp_path)])
     assert "random_weights" in str(e.value)
     assert not os.listdir(tmp_path)

@@ -2,9 +2,10 @@
 modes, and every trainable parameter receives a gradient."""
 import fnmatch
 
-import mindspore as ms
 import numpy as np
 import pytest
+
+import mindspore as ms
 
 import mindghost
 from mindghost.models import get_default_cfg

@@ -47,10 +47,11 @@ def test_feature_redundancy_needs_weights_or_flag(tmp_path):
     pytest.importorskip("matplotlib", reason="optional extra: pip install matplotlib")
     from PIL import Image
 
+    from mindghost.errors import UsageError
     from mindghost.tools.redundancy import main
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "img.png")
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(UsageError) as e:
         main(["--model", "ghostnet_050", "--image", str(tmp_path / "img.png"), "--out", str(tmp_path / "f.png")])
     assert "random_weights" in str(e.value)
 

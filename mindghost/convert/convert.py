@@ -1,7 +1,7 @@
 """Convert published weights (PyTorch `.pth`/`.pth.tar`/`.pt`/`.bin`, MindCV or mindghost `.ckpt`) into a
 self-describing mindghost checkpoint.
 
-    python scripts/convert_weights.py --model ghostnet_100 --src state_dict_73.98.pth --out ghostnet_100_official.ckpt
+    python -m mindghost.convert --model ghostnet_100 --src state_dict_73.98.pth --out ghostnet_100_official.ckpt
 
 The weights go through the same strict loader as training and validation (`mindghost.models.load_checkpoint`:
 family name mapping, then every parameter present with the right shape), and the output is written atomically

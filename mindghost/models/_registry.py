@@ -5,6 +5,8 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
+from ..errors import UsageError
+
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 
@@ -109,7 +111,7 @@ def _check_name(name: str) -> str:
     if name not in _model_entrypoints:
         close = difflib.get_close_matches(name, _model_entrypoints, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
+        raise UsageError(
             f"Unknown model '{name}'.{hint} Registered models: {', '.join(sorted(_model_entrypoints))}."
         )
     return name

@@ -1,11 +1,14 @@
-"""Speed of a registered model: inference latency and throughput, train-step throughput, compile time, and
-the input pipeline alone, against peers: MindCV's model, BN-folded mindghost, mindghost without its CPU depthwise
-kernel and onnxruntime in this process;
-MindSpore as shipped and PyTorch eager in child processes.
+"""Speed of a registered model in this process: inference latency and throughput, train-step throughput and
+compile time, optionally against in-process peers, and the input pipeline alone.
 
-    python scripts/benchmark.py --model ghostnet_100 --img_size 224 --batch 32 \
-        --peers fused mindcv onnxruntime shipped torch --torch_python /work/venv-torch/bin/python \
-        --repeats 5 --warmup 1 --json bench.json
+    python -m mindghost.tools.benchmark --model ghostnet_100 --img_size 224 --batch 32 \
+        --peers fused no_kernel mindcv onnxruntime --repeats 5 --warmup 1 --json bench.json
+
+Implementations: `mindghost` (the model as train.py/validate.py run it: `create_model`, then on CPU
+`mindghost.cpu.accelerate`), and on request `fused` (BN folded, the validate/export path), `no_kernel` (mindghost
+without its CPU depthwise kernel), `mindcv` (MindCV's model of the same name), `onnxruntime` (the folded model
+exported to ONNX). Peers that need their own process (MindSpore as shipped, PyTorch eager) and the physical
+floor are research harnesses outside the package: `python benchmarks/compare.py` (see benchmarks/README.md).
 
 Tasks (MindSpore in GRAPH mode; every timed call ends with a copy of the output to NumPy, which waits for
 the device):
@@ -16,23 +19,16 @@ the device):
 For each task every implementation's first call is timed alone (graph compile + one run), then all get
 `--warmup` untimed calls, then `--repeats` rounds run the implementations interleaved (A B C A B C ...), so
 that load from other processes falls on all of them alike, each call after `--settle` seconds of idle time (the
-thread pools of the previous implementation spin for a while after each call); the median of each is reported,
-and speed ratios against torch when it ran (the issue's goals are stated against PyTorch eager), else against mindghost.
-Peers that need their own process (`shipped`: MindCV's model with oneDNN's default ISA and MindSpore's default
-threads; `shipped_mindghost`; `torch`, `torch_cl`: timm in PyTorch eager, run by `--torch_python`) live in a
-persistent child (tools/_bench_worker.py) asked for one timed call at a time over a line protocol, so their
-calls interleave with the in-process ones.
+thread pools of the previous implementation spin for a while after each call); the median of each is reported
+with speed ratios against mindghost (against torch when benchmarks/compare.py ran it).
 The input pipeline (JPEG decode + MindCV's train transforms + batching) is timed per `--workers` value on
-`--data_dir` or on a generated folder of JPEGs, and compared with the train-step throughput. `--floor` adds
-the physical floor (matmul GFLOP/s and copy bandwidth measured here; MACs and bytes of the model).
+`--data_dir` or on a generated folder of JPEGs, and compared with the train-step throughput.
 """
 import argparse
 import datetime
 import json
 import os
-import select
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,10 +37,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 IN_PROCESS_PEERS = ("mindcv", "fused", "no_kernel", "onnxruntime")
-SUBPROCESS_PEERS = ("shipped", "shipped_mindghost", "torch", "torch_cl")
-PEERS = IN_PROCESS_PEERS + SUBPROCESS_PEERS
 TASKS = ("latency", "infer", "train")
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bench_worker.py")
+PEER_HELP = ("also run: mindcv (MindCV's model of the same name), fused (mindghost with BN folded), no_kernel "
+             "(mindghost with MindSpore's Conv2D for the depthwise convs instead of mindghost's CPU kernel), "
+             "onnxruntime (the folded model exported to ONNX)")
 
 # A runner makes `count` timed calls and returns their durations (s): in process, or in a peer's child.
 Runner = Callable[[int], List[float]]
@@ -58,73 +54,6 @@ def _timed(fn: Callable[[], object]) -> float:
 
 def _in_process(fn: Callable[[], object]) -> Runner:
     return lambda count: [_timed(fn) for _ in range(count)]
-
-
-class PeerError(RuntimeError):
-    pass
-
-
-class SubprocessPeer:
-    """A peer in a persistent child process (tools/_bench_worker.py), started once and asked for one
-    measurement at a time, so that its calls interleave with the in-process implementations.
-
-    `argv` are the worker's arguments, `python` its interpreter, `env` its environment. The child's stderr
-    (library noise) goes to a temporary log whose tail is quoted when the child fails.
-    """
-
-    def __init__(self, name: str, python: str, argv: Sequence[str], env: Optional[Dict[str, str]] = None,
-                 timeout_s: float = 900.0) -> None:
-        self.name = name
-        self.timeout_s = timeout_s
-        self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([python, WORKER] + list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.log, env=env, text=True, bufsize=1)
-        try:
-            self.info = self._receive()["info"]
-        except PeerError:
-            self.close()
-            raise
-
-    def _receive(self) -> dict:
-        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout_s)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            why = f"gave no reply within {self.timeout_s:.0f} s" if not ready else "exited"
-            raise PeerError(f"{self.name}: child {why}{self._log_tail()}")
-        message = json.loads(line)
-        if not message.get("ok"):
-            raise PeerError(f"{self.name}: {message.get('error')}")
-        return message
-
-    def _log_tail(self, chars: int = 1500) -> str:
-        try:
-            self.log.seek(0)
-            text = self.log.read().strip()
-        except (OSError, ValueError):
-            return ""
-        return f"; its stderr ends:\n{text[-chars:]}" if text else ""
-
-    def run(self, task: str, count: int = 1) -> List[float]:
-        """`count` timed calls of `task` in the child (timed there, so the pipe is not counted)."""
-        if self.proc.poll() is not None:
-            raise PeerError(f"{self.name}: child has exited")
-        self.proc.stdin.write(f"run {task} {count}\n")
-        self.proc.stdin.flush()
-        return self._receive()["times_s"]
-
-    def runner(self, task: str) -> Runner:
-        return lambda count: self.run(task, count)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def _ms_infer(model, x: np.ndarray) -> Callable[[], object]:
@@ -217,7 +146,10 @@ def time_input_pipeline(data_dir: str, split: str, img_size: int, batch: int, wo
         images += image.shape[0]
     elapsed = time.perf_counter() - start
     if images == 0:
-        raise ValueError(f"the pipeline timing needs more than one batch of {batch} images in {data_dir}/{split}")
+        from ..errors import UsageError
+
+        raise UsageError(f"the pipeline timing needs more than one batch of {batch} images in {data_dir}/{split}: "
+                         "raise --pipeline_images, lower --batch, or pass --no_pipeline")
     return {"img_per_s": images / elapsed, "images_timed": images, "first_batch_s": first_batch_s,
             "workers": workers}
 
@@ -277,148 +209,16 @@ def format_table(results: Dict[str, Dict[str, float]], batch: int, reference: st
     return "\n".join(lines)
 
 
-def start_subprocess_peers(peers: Sequence[str], model: str, img_size: int, batch: int, num_classes: int,
-                           threads: int, device: str, torch_python: str,
-                           torch_env: Optional[Dict[str, str]] = None,
-                           user_isa: bool = False) -> Dict[str, SubprocessPeer]:
-    """Start the children of the requested subprocess peers; a peer that cannot start raises PeerError.
-
-    - `shipped`: MindSpore as a MindCV user gets it: MindCV's model, oneDNN's default ISA (ONEDNN_MAX_CPU_ISA
-      removed from the child's environment), MindSpore's default thread count.
-    - `shipped_mindghost`: mindghost's model with oneDNN's default ISA (isolates the ISA setting).
-    - `torch` / `torch_cl`: timm's model in PyTorch eager (NCHW / channels_last), `threads` threads, run by
-      `torch_python`, with `torch_env` added to the environment. PyTorch bundles its own oneDNN, which reads
-      ONEDNN_MAX_CPU_ISA too: the torch children keep it only if the user set it (`user_isa`), not mindghost.
-    """
-    common = ["--model", model, "--img_size", str(img_size), "--batch", str(batch), "--num_classes", str(num_classes),
-              "--device", device]
-    shipped_env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
-    torch_env = dict(os.environ if user_isa else shipped_env, **(torch_env or {}))
-    specs = {
-        "shipped": (sys.executable, ["--framework", "mindspore", "--source", "mindcv", "--threads", "0"], shipped_env),
-        "shipped_mindghost": (sys.executable, ["--framework", "mindspore", "--source", "mindghost",
-                                               "--threads", str(threads)], shipped_env),
-        "torch": (torch_python, ["--framework", "torch", "--source", "timm", "--threads", str(threads)], torch_env),
-        "torch_cl": (torch_python, ["--framework", "torch", "--source", "timm", "--threads", str(threads),
-                                    "--channels_last"], torch_env),
-    }
-    started: Dict[str, SubprocessPeer] = {}
-    try:
-        for name in peers:
-            python, argv, env = specs[name]
-            if name.startswith("torch") and not torch_python:
-                raise PeerError(f"{name}: needs --torch_python (an interpreter with torch and timm)")
-            if name.startswith("torch") and not os.path.exists(torch_python):
-                raise PeerError(f"{name}: --torch_python {torch_python} does not exist")
-            started[name] = SubprocessPeer(name, python, argv + common, env)
-    except PeerError:
-        for peer in started.values():
-            peer.close()
-        raise
-    return started
-
-
-def measure_floor(seconds: float = 1.0) -> Dict[str, float]:
-    """This machine's float32 matmul rate (NumPy's BLAS and a MindSpore MatMul, all cores) and copy bandwidth
-    (NumPy, read + write counted): the denominators of the physical floor."""
-    import mindspore as ms
-    from mindspore import nn, ops
-
-    def rate(fn, work: float) -> float:
-        fn()
-        best, start = float("inf"), time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            best = min(best, _timed(fn))
-        return work / best
-
-    rng = np.random.default_rng(0)
-    out: Dict[str, float] = {}
-    # square, and shaped like a 1x1 conv of ghostnet at batch 32 (oc x ic) @ (ic x N*H*W)
-    for label, (m, k, n) in {"square_1024": (1024, 1024, 1024), "conv1x1_b32": (120, 40, 32 * 28 * 28)}.items():
-        a = rng.standard_normal((m, k)).astype(np.float32)
-        b = rng.standard_normal((k, n)).astype(np.float32)
-        out[f"numpy_sgemm_{label}_gflops"] = rate(lambda: a @ b, 2.0 * m * k * n) / 1e9
-
-        class _MatMul(nn.Cell):
-            def construct(self, x, y):
-                return ops.matmul(x, y)
-
-        mm, ta, tb = _MatMul(), ms.Tensor(a), ms.Tensor(b)
-        out[f"mindspore_matmul_{label}_gflops"] = rate(lambda: mm(ta, tb).asnumpy(), 2.0 * m * k * n) / 1e9
-    src = np.ones(64 * 2 ** 20 // 4, np.float32)  # 64 MiB, beyond the caches
-    dst = np.empty_like(src)
-    out["numpy_copy_gb_per_s"] = rate(lambda: np.copyto(dst, src), 2.0 * src.nbytes) / 1e9
-    return out
-
-
-def count_traffic(model, input_shape: Sequence[int]) -> Dict[str, int]:
-    """MACs of conv/linear layers and the float32 bytes they must move at least once (input + output
-    activations, weights), from one PyNative forward at `input_shape` (batch included)."""
-    import mindspore as ms
-    from mindspore import nn
-
-    totals = {"macs": 0, "activation_bytes": 0, "weight_bytes": 0}
-
-    def hook(cell):
-        def fn(_cell, inputs, output):
-            out_elems = int(np.prod(output.shape))
-            if isinstance(cell, nn.Conv2d):
-                kh, kw = cell.kernel_size
-                totals["macs"] += out_elems * (cell.in_channels // cell.group) * kh * kw
-            else:
-                totals["macs"] += out_elems * cell.in_channels
-            totals["activation_bytes"] += 4 * (int(np.prod(inputs[0].shape)) + out_elems)
-            totals["weight_bytes"] += 4 * sum(int(np.prod(p.shape)) for p in cell.get_parameters())
-
-        return fn
-
-    handles = [c.register_forward_hook(hook(c)) for _, c in model.cells_and_names()
-               if isinstance(c, (nn.Conv2d, nn.Dense))]
-    previous_mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    try:
-        model.set_train(False)
-        model(ms.Tensor(np.zeros(tuple(input_shape), np.float32)))
-    finally:
-        for h in handles:
-            h.remove()
-        ms.set_context(mode=previous_mode)
-    return totals
-
-
-def physical_floor(model, chans: int, img_size: int, batch: int,
-                   rates: Dict[str, float]) -> Dict[str, Dict[str, float]]:
-    """Lower bounds for one forward at batch 1 and `batch`: 2·MACs over the best measured matmul rate, and the
-    bytes conv/linear layers must move over the copy bandwidth."""
-    flops_rate = max(v for k, v in rates.items() if k.endswith("_gflops")) * 1e9
-    bandwidth = rates["numpy_copy_gb_per_s"] * 1e9
-    floors = {}
-    for b in sorted({1, batch}):
-        t = count_traffic(model, (b, chans, img_size, img_size))
-        compute_ms = 2.0 * t["macs"] / flops_rate * 1e3
-        memory_ms = (t["activation_bytes"] + t["weight_bytes"]) / bandwidth * 1e3
-        floors[f"b{b}"] = dict(t, compute_ms=compute_ms, memory_ms=memory_ms, floor_ms=max(compute_ms, memory_ms))
-    return floors
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Benchmark a registered model (GRAPH mode), optionally vs peers.")
+def build_parser(peers: Sequence[str] = IN_PROCESS_PEERS, peer_help: str = PEER_HELP,
+                 prog: str = "python -m mindghost.tools.benchmark") -> argparse.ArgumentParser:
+    """The benchmark's options; benchmarks/compare.py extends it with its subprocess peers."""
+    parser = argparse.ArgumentParser(prog=prog, description="Benchmark a registered model (GRAPH mode), "
+                                     "optionally against peers.")
     parser.add_argument("--model", required=True, help="registered model name")
     parser.add_argument("--img_size", type=int, default=None, help="input resolution (default: the model's cfg)")
     parser.add_argument("--batch", type=int, default=32, help="batch of the throughput and train-step tasks")
     parser.add_argument("--num_classes", type=int, default=1000)
-    parser.add_argument("--peers", nargs="*", default=[], choices=PEERS,
-                        help="also run, in this process: mindcv (MindCV's model of the same name), fused (mindghost "
-                             "with BN folded), no_kernel (mindghost with MindSpore's Conv2D for the depthwise convs "
-                             "instead of mindghost's CPU kernel), onnxruntime (the folded model exported to ONNX); "
-                             "in a child process "
-                             "each: shipped (MindCV's model on MindSpore as shipped: oneDNN's default ISA and "
-                             "thread count), shipped_mindghost (mindghost's model, oneDNN's default ISA), torch / "
-                             "torch_cl (timm's model in PyTorch eager, NCHW / channels_last; needs --torch_python)")
-    parser.add_argument("--torch_python", default="", help="python of a venv with torch + timm, for the torch peers")
-    parser.add_argument("--torch_env", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="extra environment of the torch peers, e.g. OMP_WAIT_POLICY=PASSIVE: on a loaded machine "
-                             "PyTorch's spinning OpenMP barriers can make it 10-100x slower")
+    parser.add_argument("--peers", nargs="*", default=[], choices=list(peers), help=peer_help)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds per task (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per implementation after the first")
@@ -435,51 +235,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[0],
                         help="pipeline workers; several values time each (default: one per core)")
     parser.add_argument("--threads", type=int, default=0, help="CPU kernel threads (default: one per core)")
-    parser.add_argument("--floor", action="store_true", help="also measure matmul GFLOP/s and copy bandwidth and "
-                        "report the physical floor (MACs / FLOP rate, bytes / bandwidth)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default="", help="write all numbers (and raw samples) to this file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse impossible values before anything is built (argparse's error: usage line, exit 2)."""
     if args.repeats < 1 or args.batch < 1:
         parser.error("--repeats and --batch must be >= 1")
-    if any("=" not in kv for kv in args.torch_env):
-        parser.error("--torch_env takes KEY=VALUE pairs")
-    torch_env = dict(kv.split("=", 1) for kv in args.torch_env)
-
-    from ..runtime import num_cores, prepare_environment
-    from .export import setup_mindspore
-
-    user_isa = "ONEDNN_MAX_CPU_ISA" in os.environ
-    device, note = prepare_environment(args.device)
     from ..models import get_default_cfg
 
     try:
-        cfg = get_default_cfg(args.model)
+        get_default_cfg(args.model)
     except ValueError as e:  # names the registered models and close matches
         parser.error(str(e))
-    setup_mindspore(device, mode="graph", cpu_threads=args.threads)
-    import mindspore as ms
 
+
+def _model_builders(args, device: str, skipped: Dict[str, str],
+                    trace_shape: Sequence[int]) -> Dict[str, Callable[[], object]]:
+    """A fresh model per call for each in-process MindSpore implementation (a train step changes its model);
+    `trace_shape` is the batch-1 input shape BN folding traces with."""
     from ..models import create_model
+    from .fuse import fuse_bn
 
-    threads = args.threads or num_cores()
-    img_size = args.img_size or cfg.input_size[-1]
-    chans = cfg.input_size[0]
-    rng = np.random.default_rng(0)  # the same draws as _bench_worker.make_inputs
-    x1 = rng.standard_normal((1, chans, img_size, img_size)).astype(np.float32)
-    xb = rng.standard_normal((args.batch, chans, img_size, img_size)).astype(np.float32)
+    def mindghost_model(fuse: bool = False, **accelerate_kwargs):
+        model = create_model(args.model, num_classes=args.num_classes)
+        if fuse:
+            model = fuse_bn(model, input_shape=trace_shape)
+        if device == "CPU":  # the speed-ups train.py and validate.py apply on CPU
+            from ..cpu import accelerate
 
-    from ..cpu import accelerate_on_cpu
+            accelerate(model, **accelerate_kwargs)
+        return model
 
-    builders: Dict[str, Callable[[], object]] = {
-        "mindghost": lambda: accelerate_on_cpu(create_model(args.model, num_classes=args.num_classes), device)}
-    skipped: Dict[str, str] = {}
+    builders: Dict[str, Callable[[], object]] = {"mindghost": mindghost_model}
+    if "fused" in args.peers:
+        builders["fused"] = lambda: mindghost_model(fuse=True)
     if "no_kernel" in args.peers:
-        def without_kernel():
-            model = create_model(args.model, num_classes=args.num_classes)
-            return accelerate_on_cpu(model, device, depthwise_kernel=False)
-
-        builders["no_kernel"] = without_kernel
+        builders["no_kernel"] = lambda: mindghost_model(depthwise_kernel=False)
     if "mindcv" in args.peers:
         from mindcv.models import create_model as mindcv_create_model
         from mindcv.models import list_models as mindcv_list_models
@@ -488,76 +282,83 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             builders["mindcv"] = lambda: mindcv_create_model(args.model, num_classes=args.num_classes)
         else:
             skipped["mindcv"] = f"MindCV has no model named {args.model}"
-    onnx_paths: Dict[int, str] = {}
-    tmp = tempfile.TemporaryDirectory(prefix="mindghost_bench_")
-    if "fused" in args.peers or "onnxruntime" in args.peers:
-        from .fuse import fuse_bn
+    return builders
 
-        fused = fuse_bn(create_model(args.model, num_classes=args.num_classes), input_shape=x1.shape)
-        if "fused" in args.peers:
-            builders["fused"] = lambda: accelerate_on_cpu(fused, device)  # after the plain copy went to ONNX
+
+def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, object]] = None,
+            skipped: Optional[Dict[str, str]] = None) -> dict:
+    """Time every implementation; returns the report (what --json writes).
+
+    `children` are peers in other processes (benchmarks/peers.py): objects with `runner(task) -> Runner` and
+    `info`; their calls interleave with the in-process ones. `skipped` maps peers that could not run to why.
+    """
+    from ..runtime import num_cores
+    from .export import setup_mindspore
+
+    setup_mindspore(device, mode="graph", cpu_threads=args.threads)
+    import mindspore as ms
+
+    from ..models import get_default_cfg
+
+    children = children or {}
+    skipped = dict(skipped or {})
+    cfg = get_default_cfg(args.model)
+    threads = args.threads or num_cores()
+    img_size = args.img_size or cfg.input_size[-1]
+    chans = cfg.input_size[0]
+    rng = np.random.default_rng(0)  # the same draws as benchmarks/worker.make_inputs
+    x1 = rng.standard_normal((1, chans, img_size, img_size)).astype(np.float32)
+    xb = rng.standard_normal((args.batch, chans, img_size, img_size)).astype(np.float32)
+
+    builders = _model_builders(args, device, skipped, x1.shape)
+    tmp = tempfile.TemporaryDirectory(prefix="mindghost_bench_")
+    onnx_paths: Dict[int, str] = {}
     if "onnxruntime" in args.peers:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             skipped["onnxruntime"] = "onnxruntime is not installed (pip install onnxruntime)"
         else:
+            from ..models import create_model
             from .export import export_model
+            from .fuse import fuse_bn
 
+            plain = fuse_bn(create_model(args.model, num_classes=args.num_classes), input_shape=x1.shape)
             needed = [(1, x1)] if "latency" in args.tasks else []
             needed += [(args.batch, xb)] if "infer" in args.tasks else []
             for b, x in needed:
-                if b not in onnx_paths:
-                    onnx_paths[b] = export_model(fused, x, os.path.join(tmp.name, f"b{b}"), "onnx")
-    children: Dict[str, SubprocessPeer] = {}
-    for name in [p for p in SUBPROCESS_PEERS if p in args.peers]:
-        if name == "shipped" and "mindcv" in skipped:
-            skipped[name] = skipped["mindcv"]
-            continue
-        print(f"starting peer {name} (a child process)", flush=True)
-        try:
-            children.update(start_subprocess_peers([name], args.model, img_size, args.batch, args.num_classes,
-                                                   threads, device, args.torch_python, torch_env, user_isa))
-        except PeerError as e:
-            skipped[name] = str(e)
+                onnx_paths.setdefault(b, export_model(plain, x, os.path.join(tmp.name, f"b{b}"), "onnx"))
     for peer, why in skipped.items():
         print(f"skipping {peer}: {why}")
 
     infer_models = {name: build() for name, build in builders.items()}
     load_before = os.getloadavg()
     raw: Dict[str, Dict[str, Dict[str, float]]] = {}
-    try:
-        for task in args.tasks:
-            if task == "infer" and args.batch == 1 and "latency" in args.tasks:
-                continue  # the same measurement
-            x = x1 if task == "latency" else xb
-            runners: Dict[str, Runner] = {}
-            for name in infer_models:
-                if task == "train":
-                    if name == "fused":
-                        continue  # folded BN is an inference-only transform
-                    # a fresh copy: training changes it
-                    runners[name] = _in_process(_ms_train(builders[name](), x, args.num_classes))
-                else:
-                    runners[name] = _in_process(_ms_infer(infer_models[name], x))
-            if task != "train" and onnx_paths:
-                runners["onnxruntime"] = _in_process(_ort_infer(onnx_paths[x.shape[0]], x, threads))
-            for name, child in children.items():
-                runners[name] = child.runner(task)
-            print(f"timing {task} (batch {x.shape[0]}): {', '.join(runners)}: first call, {args.warmup} warm-up, "
-                  f"{args.repeats} interleaved rounds", flush=True)
-            raw[task] = run_interleaved(runners, args.warmup, args.repeats, args.settle)
-    finally:
-        peers_info = {name: child.info for name, child in children.items()}
-        for child in children.values():
-            child.close()
+    for task in args.tasks:
+        if task == "infer" and args.batch == 1 and "latency" in args.tasks:
+            continue  # the same measurement
+        x = x1 if task == "latency" else xb
+        runners: Dict[str, Runner] = {}
+        for name in infer_models:
+            if task == "train":
+                if name == "fused":
+                    continue  # folded BN is an inference-only transform
+                runners[name] = _in_process(_ms_train(builders[name](), x, args.num_classes))  # a fresh copy
+            else:
+                runners[name] = _in_process(_ms_infer(infer_models[name], x))
+        if task != "train" and onnx_paths:
+            runners["onnxruntime"] = _in_process(_ort_infer(onnx_paths[x.shape[0]], x, threads))
+        for name, child in children.items():
+            runners[name] = child.runner(task)
+        print(f"timing {task} (batch {x.shape[0]}): {', '.join(runners)}: first call, {args.warmup} warm-up, "
+              f"{args.repeats} interleaved rounds", flush=True)
+        raw[task] = run_interleaved(runners, args.warmup, args.repeats, args.settle)
     if "infer" not in raw and args.batch == 1 and "latency" in raw:
         raw["infer"] = raw["latency"]
     load_after = os.getloadavg()
     results = summarize(raw, args.batch)
-    reference = "torch" if "torch" in results else "mindghost"
 
-    pipeline, pipelines = None, []
+    pipelines = []
     if not args.no_pipeline:
         data_dir, source = args.data_dir, args.data_dir
         if not data_dir:
@@ -577,58 +378,72 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if train:
                 row["vs_train_step"] = row["img_per_s"] / train
             pipelines.append(row)
-        pipeline = pipelines[0] if pipelines else None
-    floor = None
-    if args.floor:
-        print("measuring matmul GFLOP/s and copy bandwidth for the physical floor", flush=True)
-        rates = measure_floor()
-        floor = {"rates": rates, "model": physical_floor(create_model(args.model, num_classes=args.num_classes),
-                                                         chans, img_size, args.batch, rates)}
     tmp.cleanup()
 
-    print(f"\n{args.model} at {img_size}x{img_size}, {device}, MindSpore {ms.__version__} GRAPH mode, "
-          f"{threads} threads; median of {args.repeats} after {args.warmup} warm-up, {args.settle:g} s idle before "
-          f"each call "
-          f"(load average {load_before[0]:.1f} → {load_after[0]:.1f}); "
-          f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    versions = {"mindspore": ms.__version__}
+    for mod in ("mindcv", "onnxruntime"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    return {"model": args.model, "img_size": img_size, "chans": chans, "batch": args.batch, "repeats": args.repeats,
+            "warmup": args.warmup, "settle_s": args.settle, "device": device, "threads": threads,
+            "versions": versions, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "load_average": {"before": load_before[0], "after": load_after[0]},
+            "reference": "torch" if "torch" in results else "mindghost",
+            "env": {"ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA")},
+            "results": results, "peers": {name: child.info for name, child in children.items()},
+            "pipeline": pipelines[0] if pipelines else None, "pipelines": pipelines, "skipped": skipped,
+            "raw": {task: {n: r["samples_s"] for n, r in per.items()} for task, per in raw.items()}}
+
+
+def print_report(report: dict) -> None:
+    reference, results = report["reference"], report["results"]
+    print(f"\n{report['model']} at {report['img_size']}x{report['img_size']}, {report['device']}, MindSpore "
+          f"{report['versions']['mindspore']} GRAPH mode, {report['threads']} threads; median of {report['repeats']} "
+          f"after {report['warmup']} warm-up, {report['settle_s']:g} s idle before each call (load average "
+          f"{report['load_average']['before']:.1f} → {report['load_average']['after']:.1f}); {report['date']}")
     print(f"(×: speed relative to {reference}, >1 = faster than {reference})")
-    print(format_table(results, args.batch, reference))
-    for name, info in peers_info.items():
+    print(format_table(results, report["batch"], reference))
+    for name, info in report["peers"].items():
         print(f"  {name}: child process, {json.dumps(info, sort_keys=True)}")
-    for row in pipelines:
-        line = (f"input pipeline (decode + train transforms, {row['workers']} workers): "
-                f"{row['img_per_s']:.1f} img/s")
+    for row in report["pipelines"]:
+        line = f"input pipeline (decode + train transforms, {row['workers']} workers): {row['img_per_s']:.1f} img/s"
         if "vs_train_step" in row:
             line += (f" = {row['vs_train_step']:.1f}× the train step ({results['mindghost']['train_img_per_s']:.1f}"
-                     f" img/s; goal ≥ 2×; when both share these {num_cores()} cores, the sum of both costs counts)")
+                     " img/s; goal ≥ 2×; when both share the cores, the sum of both costs counts)")
         print(line)
-    if floor:
-        rates = floor["rates"]
-        print("physical floor: " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
-        for b, f in floor["model"].items():
-            print(f"  {b}: {f['macs'] / 1e6:.0f} M MACs → {f['compute_ms']:.2f} ms; "
-                  f"{(f['activation_bytes'] + f['weight_bytes']) / 2 ** 20:.1f} MiB → {f['memory_ms']:.2f} ms; "
-                  f"floor {f['floor_ms']:.2f} ms")
+
+
+def write_json(report: dict, path: str, argv: Optional[Sequence[str]]) -> None:
+    report = dict(report, command=" ".join(sys.argv if argv is None else argv))
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"wrote {path}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from ..runtime import prepare_environment
+
+    device, note = prepare_environment(args.device)  # before MindSpore loads: the CPU fast path
+    check_args(parser, args)
+    report = measure(args, device)
+    print_report(report)
     if note:
         print(f"note: {note}")
     if args.json:
-        versions = {"mindspore": ms.__version__}
-        for mod in ("mindcv", "onnxruntime"):
-            try:
-                versions[mod] = __import__(mod).__version__
-            except ImportError:
-                pass
-        report = {"model": args.model, "img_size": img_size, "batch": args.batch, "repeats": args.repeats,
-                  "warmup": args.warmup, "settle_s": args.settle, "device": device, "threads": threads,
-                  "versions": versions,
-                  "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                  "load_average": {"before": load_before[0], "after": load_after[0]},
-                  "reference": reference, "env": {"ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA")},
-                  "command": " ".join(sys.argv) if argv is None else " ".join(argv),
-                  "results": results, "peers": peers_info, "pipeline": pipeline, "pipelines": pipelines,
-                  "floor": floor, "skipped": skipped,
-                  "raw": {task: {n: r["samples_s"] for n, r in per.items()} for task, per in raw.items()}}
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"wrote {args.json}")
+        write_json(report, args.json, argv)
     return 0
+
+
+def cli() -> None:
+    """Console entry point (`mindghost-benchmark`): exits through `runtime.run_main`."""
+    from ..runtime import run_main
+
+    run_main(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,6 +1,6 @@
 """Export a registered model and checkpoint to MINDIR, ONNX (and AIR on Ascend), with BatchNorm folded.
 
-    python scripts/export.py --model ghostnet_100 --ckpt_path ghostnet_100.ckpt --format mindir onnx \
+    python -m mindghost.tools.export --model ghostnet_100 --ckpt_path ghostnet_100.ckpt --format mindir onnx \
         --img_size 224 --batch 1 --out_dir exports/
 
 Every Conv2d → BatchNorm2d pair is folded into the convolution before export (`--no_fuse_bn` keeps BN).
@@ -86,7 +86,9 @@ def build_model(name: str, ckpt_path: str = "", random_weights: bool = False, nu
     from ..models import create_model, get_default_cfg
 
     if not ckpt_path and not random_weights:
-        raise SystemExit("error: no --ckpt_path given. Pass a checkpoint, or --random_weights to export an "
+        from ..errors import UsageError
+
+        raise UsageError("no --ckpt_path given. Pass a checkpoint, or --random_weights to export an "
                          "untrained model on purpose (for testing a deployment path).")
     if num_classes is None:
         num_classes = get_default_cfg(name).num_classes
@@ -134,7 +136,8 @@ def _parity_line(label: str, diff: Dict[str, float], rtol: float) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Export a registered model to MINDIR / ONNX / AIR with BN folded.")
+    parser = argparse.ArgumentParser(prog="python -m mindghost.tools.export",
+                                     description="Export a registered model to MINDIR / ONNX / AIR with BN folded.")
     parser.add_argument("--model", required=True, help="registered model name (see mindghost.list_models())")
     parser.add_argument("--ckpt_path", default="", help="checkpoint to export (.ckpt, .safetensors or official .pth)")
     parser.add_argument("--random_weights", action="store_true",
@@ -173,11 +176,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = get_default_cfg(args.model)
     img_size = args.img_size or cfg.input_size[-1]
     shape = (args.batch, cfg.input_size[0], img_size, img_size)
-    try:
-        model = build_model(args.model, args.ckpt_path, args.random_weights, args.num_classes, args.ema)
-    except ValueError as e:  # CheckpointError: missing file, wrong model or num_classes; the message says which
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # a CheckpointError (missing file, wrong model or num_classes) reaches run_main, which prints it and exits 2
+    model = build_model(args.model, args.ckpt_path, args.random_weights, args.num_classes, args.ema)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     reference = model(ms.Tensor(x)).asnumpy()
 
@@ -244,3 +244,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"parity vs the MindSpore forward of the unfused model, input {list(shape)}:")
     print("\n".join(lines))
     return 1 if failed else 0
+
+
+def cli() -> None:
+    """Console entry point (`mindghost-export`): exits through `runtime.run_main`."""
+    from ..runtime import run_main
+
+    run_main(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()

@@ -4,7 +4,7 @@ An eval-mode BatchNorm is an affine map per channel, y = γ (x − μ) / √(σ�
 goes only into a BatchNorm2d can absorb it: W' = W · s, b' = (b − μ) · s + β with s = γ / √(σ² + ε). The
 fused network computes the same function with one op less per pair (exact up to float rounding, ~1e-6).
 
-Pairs are found by running the model once in PyNative mode with forward hooks: a BatchNorm2d is folded when
+Pairs are found by one traced forward (`tools/trace.py`, PyNative with hooks): a BatchNorm2d is folded when
 its input is the very tensor a Conv2d returned and no other cell consumed that tensor. This covers
 `SequentialCell([conv, bn, ...])` as well as `self.bn(self.conv(x))`, in any family file, without a name list.
 """
@@ -13,10 +13,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .trace import trace_forward
+
 
 def find_conv_bn_pairs(model, input_shape: Sequence[int] = (1, 3, 64, 64)) -> List[Tuple[str, str]]:
     """(conv name, bn name) for every Conv2d whose output feeds only a BatchNorm2d, in execution order."""
-    import mindspore as ms
     from mindspore import nn
 
     conv_out: Dict[int, str] = {}  # id(output tensor) → conv name
@@ -24,39 +25,20 @@ def find_conv_bn_pairs(model, input_shape: Sequence[int] = (1, 3, 64, 64)) -> Li
     consumers: Dict[int, List[str]] = {}  # id(tensor) → names of leaf cells that took it as input
     bn_inputs: Dict[str, int] = {}
 
-    names = {id(cell): name for name, cell in model.cells_and_names()}
-    leaves = [cell for _, cell in model.cells_and_names() if not cell.name_cells()]
-
-    def conv_hook(cell):
-        def hook(_cell, _inputs, output):
-            conv_out[id(output)] = names[id(cell)]
+    def on_output(name, cell, _inputs, output):
+        if isinstance(cell, nn.Conv2d):
+            conv_out[id(output)] = name
             keep_alive.append(output)
 
-        return hook
+    def on_input(name, cell, inputs):
+        keep_alive.append(inputs)
+        for t in inputs:
+            consumers.setdefault(id(t), []).append(name)
+        if isinstance(cell, nn.BatchNorm2d) and inputs:
+            bn_inputs[name] = id(inputs[0])
 
-    def pre_hook(cell):
-        def hook(_cell, inputs):
-            keep_alive.append(inputs)
-            for t in inputs:
-                consumers.setdefault(id(t), []).append(names[id(cell)])
-            if isinstance(cell, nn.BatchNorm2d) and inputs:
-                bn_inputs[names[id(cell)]] = id(inputs[0])
-
-        return hook
-
-    handles = [c.register_forward_hook(conv_hook(c)) for c in leaves if isinstance(c, nn.Conv2d)]
-    handles += [c.register_forward_pre_hook(pre_hook(c)) for c in leaves]
-    previous_mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    was_training = model.training
-    try:
-        model.set_train(False)
-        model(ms.Tensor(np.zeros(tuple(input_shape), np.float32)))
-    finally:
-        for h in handles:
-            h.remove()
-        model.set_train(was_training)
-        ms.set_context(mode=previous_mode)
+    leaves = [(name, cell) for name, cell in model.cells_and_names() if not cell.name_cells()]
+    trace_forward(model, input_shape, leaves, on_output=on_output, on_input=on_input)
     pairs = []
     for bn_name, tid in bn_inputs.items():
         if tid in conv_out and consumers.get(tid) == [bn_name]:

@@ -1,6 +1,6 @@
 """Training curves and summary redrawn from a run directory, after (or during) training.
 
-    python scripts/plot_curves.py --run_dir runs/ghostnet_050_fmnist
+    python -m mindghost.tools.plots --run_dir runs/ghostnet_050_fmnist
 
 Reads the trainer's `metrics.jsonl` (one JSON object per epoch) and draws `curves.png` with the trainer's
 own drawing function (`mindghost.training.callbacks.plot_curves`, the one place curves are drawn), then
@@ -11,6 +11,7 @@ import argparse
 import math
 import os
 import statistics
+import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 MATPLOTLIB_HINT = ("matplotlib is needed for the figures (an optional extra of mindghost): "
@@ -78,7 +79,10 @@ def plot_curves(run_dir: str, out: Optional[str] = None) -> str:
     require_matplotlib()  # the trainer's function skips silently without it; here it is an error
     history = load_history(run_dir)
     if not history:
-        raise ValueError(f"'{run_dir}/metrics.jsonl' holds no epoch records yet")
+        from ..errors import UsageError
+
+        raise UsageError(f"'{run_dir}/metrics.jsonl' holds no epoch records yet (--run_dir: pick a run that "
+                         "finished at least one epoch)")
     out = out or os.path.join(run_dir, "curves.png")
     draw(history, out)
     return out
@@ -98,18 +102,26 @@ def format_summary(summary: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Redraw curves.png and print a summary from a run directory.")
+    parser = argparse.ArgumentParser(prog="python -m mindghost.tools.plots",
+                                     description="Redraw curves.png and print a summary from a run directory.")
     parser.add_argument("--run_dir", required=True, help="a training run directory (holds metrics.jsonl)")
     parser.add_argument("--out", default="", help="PNG path (default: <run_dir>/curves.png)")
     args = parser.parse_args(argv)
     if not matplotlib_available():
         return 2
-    try:
-        history = load_history(args.run_dir)
-        path = plot_curves(args.run_dir, args.out or None)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}")
-        return 1
+    history = load_history(args.run_dir)  # a missing or empty metrics.jsonl: run_main prints why, exit 2
+    path = plot_curves(args.run_dir, args.out or None)
     print(format_summary(summarize_history(history)))
     print(f"wrote {path}")
     return 0
+
+
+def cli() -> None:
+    """Console entry point (`mindghost-plots`): exits through `runtime.run_main`."""
+    from ..runtime import run_main
+
+    run_main(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,7 +1,7 @@
 """Feature-map redundancy, the observation behind GhostNet (paper Figure 1): many maps of a layer are
 near-copies of each other ("ghosts"), so they could be made by cheap operations.
 
-    python scripts/feature_redundancy.py --model ghostnet_100 --ckpt_path ghostnet_100.ckpt --image cat.jpg \
+    python -m mindghost.tools.redundancy --model ghostnet_100 --ckpt_path ghostnet_100.ckpt --image cat.jpg \
         --compare_model mindcv:resnet50 --compare_ckpt resnet50.ckpt --out redundancy.png --top_k 8
 
 The chosen layer's output is captured with a forward hook (PyNative) for one image or a folder; each
@@ -20,7 +20,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import UsageError
 from .plots import matplotlib_available, require_matplotlib
+from .trace import trace_forward
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 DEFAULT_LAYERS = ("blocks.0.0.ghost1.primary_conv",)  # GhostNet v1/v2: first bottleneck's intrinsic maps
@@ -62,7 +64,7 @@ def load_image(path: str, img_size: int, crop_pct: float = 0.875, interpolation:
 def build_model(spec: str, ckpt_path: str = "", random_weights: bool = False, num_classes: Optional[int] = None):
     """A mindghost model by name, or `mindcv:<name>`; returns (model, preprocessing cfg dict)."""
     if not ckpt_path and not random_weights:
-        raise SystemExit(f"error: no checkpoint for '{spec}'. Pass --ckpt_path/--compare_ckpt, or "
+        raise UsageError(f"no checkpoint for '{spec}'. Pass --ckpt_path/--compare_ckpt, or "
                          "--random_weights to look at untrained weights on purpose.")
     if spec.startswith("mindcv:"):
         from mindcv.models import create_model as mindcv_create_model
@@ -73,7 +75,7 @@ def build_model(spec: str, ckpt_path: str = "", random_weights: bool = False, nu
         if ckpt_path:
             not_loaded, _ = load_param_into_net(model, load_checkpoint(ckpt_path))
             if not_loaded:
-                raise SystemExit(f"error: {ckpt_path} does not fit mindcv:{name}; not loaded: {not_loaded[:8]}")
+                raise UsageError(f"{ckpt_path} does not fit mindcv:{name}; not loaded: {not_loaded[:8]}")
         cfg = {"input_size": (3, 224, 224), "crop_pct": 0.875, "interpolation": "bilinear",
                "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
     else:
@@ -100,28 +102,20 @@ def default_layer(model) -> str:
     for name, cell in model.cells_and_names():
         if isinstance(cell, nn.Conv2d):
             return name
-    raise ValueError("the model has no Conv2d; pass --layer")
+    raise UsageError("the model has no Conv2d; pass --layer")
 
 
 def capture(model, layer: str, images: np.ndarray) -> np.ndarray:
-    """Output of the cell named `layer` for a batch of images, as (N, C, H, W), via a PyNative forward hook."""
-    import mindspore as ms
-
+    """Output of the cell named `layer` for a batch of images, as (N, C, H, W), from one traced forward."""
     cells = dict(model.cells_and_names())
     if layer not in cells or not layer:
         close = [n for n in cells if n and layer.split(".")[-1] in n][:8]
-        raise SystemExit(f"error: no layer '{layer}' in the model; e.g. {close or list(cells)[1:9]}")
+        raise UsageError(f"no layer '{layer}' in the model (--layer); e.g. {close or list(cells)[1:9]}")
     captured = []
-    handle = cells[layer].register_forward_hook(lambda _cell, _inputs, output: captured.append(output.asnumpy()))
-    previous_mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    try:
-        model(ms.Tensor(images))
-    finally:
-        handle.remove()
-        ms.set_context(mode=previous_mode)
+    trace_forward(model, images, [(layer, cells[layer])],
+                  on_output=lambda _name, _cell, _inputs, output: captured.append(output.asnumpy()))
     if not captured or captured[0].ndim != 4:
-        raise SystemExit(f"error: layer '{layer}' did not produce a 4-D feature map")
+        raise UsageError(f"layer '{layer}' did not produce a 4-D feature map; pick a convolutional layer (--layer)")
     return captured[0]
 
 
@@ -192,7 +186,8 @@ def draw_figure(panels: List[Dict[str, object]], out: str, top_k: int) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Most similar feature-map pairs of a layer (GhostNet Figure 1).")
+    parser = argparse.ArgumentParser(prog="python -m mindghost.tools.redundancy",
+                                     description="Most similar feature-map pairs of a layer (GhostNet Figure 1).")
     parser.add_argument("--model", required=True, help="mindghost model name, or mindcv:<name>")
     parser.add_argument("--ckpt_path", default="")
     parser.add_argument("--layer", default="", help="cell name (default: first Ghost primary conv, else first conv)")
@@ -223,11 +218,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         specs.append((args.compare_model, args.compare_ckpt, args.compare_layer))
     panels = []
     for spec, ckpt, layer in specs:
-        try:
-            model, cfg = build_model(spec, ckpt, args.random_weights, args.num_classes)
-        except ValueError as e:  # unknown model name, or a checkpoint that does not fit (message says why)
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        model, cfg = build_model(spec, ckpt, args.random_weights, args.num_classes)  # errors: run_main says why
         layer = layer or default_layer(model)
         size = args.img_size or int(cfg["input_size"][-1])
         batch = np.stack([load_image(p, size, cfg["crop_pct"], cfg["interpolation"], cfg["mean"], cfg["std"])
@@ -254,3 +245,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         json.dump(report, f, indent=1)
     print(f"wrote {args.out} and {json_path}")
     return 0
+
+
+def cli() -> None:
+    """Console entry point (`mindghost-redundancy`): exits through `runtime.run_main`."""
+    from ..runtime import run_main
+
+    run_main(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()

@@ -10,6 +10,8 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
+from ..data.pipeline import DataError
+
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     x = x - x.max(axis=1, keepdims=True)
@@ -30,7 +32,7 @@ def metrics_from_sums(sums: np.ndarray) -> Dict[str, float]:
     """top-1/top-5 (percent), mean loss and sample count from summed `batch_sums` (of one or all ranks)."""
     total = int(round(sums[0]))
     if total == 0:
-        raise ValueError("the evaluation set is empty")
+        raise DataError("the evaluation set is empty")
     return {"top1": 100.0 * sums[1] / total, "top5": 100.0 * sums[2] / total, "loss": float(sums[3]) / total,
             "num_samples": total}
 

@@ -2,6 +2,8 @@
 import math
 from typing import List
 
+from .config import ConfigError
+
 # MindCV's 'rmsprop' is MindSpore's nn.RMSProp, which already follows TensorFlow: epsilon inside the square
 # root, lr folded into the momentum buffer, mean_square initialised to ones. What makes it "RMSProp-TF"
 # (the EfficientNet/MobileNetV3/GhostNet-authors recipe) is epsilon 1e-3 instead of MindCV's 1e-10 and decay 0.9.
@@ -51,7 +53,7 @@ def build_lr_schedule(cfg, steps_per_epoch: int, scale: float = 1.0) -> List[flo
 
 def _fractional_warmup_cosine(cfg, steps_per_epoch: int, warmup_steps: int, total: int) -> List[float]:
     if cfg.scheduler not in ("cosine_decay", "constant"):
-        raise ValueError("fractional warmup_epochs is supported with cosine_decay, constant and step_decay")
+        raise ConfigError("fractional warmup_epochs is supported with cosine_decay, constant and step_decay")
     lrs = []
     decay_steps = max(1, int(round(cfg.resolved_decay_epochs() * steps_per_epoch)))
     for s in range(total):

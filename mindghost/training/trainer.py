@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 
 from .callbacks import LOG, CallbackList, Checkpointer, is_main, read_metrics, set_rank, setup_logging
 from .checkpoint import LAST, load_training_state
-from .config import Config, dump_yaml
+from .config import Config, ConfigError, dump_yaml
 
 FINISHED = "summary.json"
 
@@ -125,9 +125,10 @@ def _check_loss(loss, state: Dict[str, Any], run: Run, train_step) -> None:
 
 
 def environment_info(device: str, group_size: int) -> Dict[str, Any]:
+    import numpy
+
     import mindcv
     import mindspore
-    import numpy
 
     from .. import __version__
 
@@ -172,14 +173,14 @@ def resolve_amp(cfg: Config, device: str):
     """(amp_level, loss-scale type, check_overflow) for this device."""
     level = cfg.amp_level
     if device == "CPU" and level in ("O1", "O2"):
-        raise ValueError(f"amp_level {level} is not supported on CPU with GhostNet; use O0 (fp32, fastest on CPU) "
+        raise ConfigError(f"amp_level {level} is not supported on CPU with GhostNet; use O0 (fp32, fastest on CPU) "
                          "or O3")
     fp16 = level != "O0"
     kind = cfg.loss_scale_type
     if kind == "auto":
         kind = "dynamic" if fp16 and device in ("Ascend", "GPU") else "fixed"
     if kind == "dynamic" and device == "CPU":
-        raise ValueError("loss_scale_type dynamic is not supported on CPU; use fixed")
+        raise ConfigError("loss_scale_type dynamic is not supported on CPU; use fixed")
     return level, kind, fp16 and cfg.drop_overflow_update
 
 
@@ -202,7 +203,7 @@ def build_train_step(cfg: Config, model, loss_fn, optimizer, device: str):
                      device=device)
     step.set_train(True)
     LOG.info(f"precision {level}, loss scale {kind} {scale:g}, optimizer {cfg.opt}, "
-             f"ema {'%g' % cfg.ema_decay if cfg.ema else 'off'}, clip {cfg.clip_grad_norm or 'off'}, "
+             f"ema {format(cfg.ema_decay, 'g') if cfg.ema else 'off'}, clip {cfg.clip_grad_norm or 'off'}, "
              f"accumulation {cfg.accum_steps}")
     return step
 
@@ -224,7 +225,6 @@ def make_meta(cfg: Config, run: Run):
 def fit(cfg: Config, run: Run, train_step, make_train_loader, steps_per_epoch: int, callbacks: CallbackList,
         checkpointer: Optional[Checkpointer], state: Dict[str, Any]) -> Dict[str, Any]:
     """The loop. `state` carries the position (epoch_done, batch_in_epoch_done, step) restored on resume."""
-    import mindspore as ms
 
     opt = train_step.optimizer
     lr_table = getattr(opt, "lr_table", None) or [float("nan")]

@@ -91,7 +91,7 @@ def load_state_dict(model: nn.Cell, state: Mapping[str, object], source: str = "
         if any(s.startswith(cls + ".") for s in shapes):
             lines.append("  The classifier differs: set num_classes to the checkpoint's class count.")
         lines.append("  Check that the model name and num_classes match the run that wrote the checkpoint; "
-                     "official PyTorch weights go through scripts/convert_weights.py.")
+                     "official PyTorch weights go through `python -m mindghost.convert`.")
         raise CheckpointError("\n".join(lines))
     to_load = {}
     for k, p in params.items():

@@ -1,5 +1,5 @@
-"""Import timm where torchvision is broken. Imports neither MindSpore nor mindghost's models: torch-only
-interpreters (the benchmark's torch child, scripts/make_parity_fixtures.py) load it."""
+"""Import timm where torchvision is broken. Imports neither MindSpore nor mindghost: torch-only interpreters
+(the benchmark's torch child benchmarks/worker.py, scripts/make_parity_fixtures.py) load it."""
 import importlib.abc
 import importlib.machinery
 import sys

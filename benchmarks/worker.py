@@ -1,8 +1,8 @@
-"""Child process of a benchmark peer that cannot share the benchmark's process (see tools/benchmark.py).
+"""Child process of a benchmark peer that cannot share the benchmark's process (see benchmarks/peers.py).
 
 Started once per peer, run by file path (so that a torch-only venv never imports MindSpore or mindghost):
 
-    python _bench_worker.py --framework torch --source timm --model ghostnet_100 --img_size 224 --batch 32
+    python benchmarks/worker.py --framework torch --source timm --model ghostnet_100 --img_size 224 --batch 32
 
 Line protocol: the child builds the model, then writes one JSON line `{"ok": true, "info": {...}}` (or
 `{"ok": false, "error": "..."}` and exits). Then, for each request line read from stdin:
@@ -54,11 +54,22 @@ class _MindSporeRunner:
             threads_num(args.threads)
         if args.source == "mindcv":
             from mindcv.models import create_model
+
+            self.build = lambda: create_model(args.model, num_classes=args.num_classes)
         else:
             sys.path.insert(0, args.repo)
             from mindghost.models import create_model
+
+            def build():  # as the in-process `mindghost` row: the plain model plus the CPU pass
+                model = create_model(args.model, num_classes=args.num_classes)
+                if args.device == "CPU":
+                    from mindghost.cpu import accelerate
+
+                    accelerate(model)
+                return model
+
+            self.build = build
         self.ms = ms
-        self.build = lambda: create_model(args.model, num_classes=args.num_classes)
         self.inputs = make_inputs(3, args.img_size, args.batch)
         self.num_classes = args.num_classes
         self.model = self.build()
@@ -142,11 +153,9 @@ class _TorchRunner:
 
 
 def _import_timm():
-    """timm, with an empty stand-in for torchvision where torchvision is broken (tools/_torch_compat.py)."""
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if repo not in sys.path:
-        sys.path.insert(0, repo)  # `mindghost` imports nothing heavy: the torch venv needs no MindSpore
-    from mindghost.tools._torch_compat import import_timm
+    """timm, with an empty stand-in for torchvision where torchvision is broken (benchmarks/torch_compat.py,
+    next to this file and so on sys.path when run by path)."""
+    from torch_compat import import_timm
 
     return import_timm()
 
@@ -187,10 +196,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="0: the library's default")
     parser.add_argument("--channels_last", action="store_true", help="torch: NHWC memory format")
     parser.add_argument("--device", default="CPU")
-    parser.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    parser.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     args = parser.parse_args()
-    here = os.path.dirname(os.path.abspath(__file__))  # run by path, this folder is sys.path[0]: its profile.py
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]  # would shadow the stdlib's
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # library prints (oneDNN verbose, MindSpore) go to stderr, not into the protocol
     sys.stdout = sys.stderr

@@ -1,0 +1,9 @@
+"""Errors a user causes by what they ask for, outside config, data and checkpoints (those have their own
+classes: `ConfigError`, `DataError`, `CheckpointError`). `runtime.run_main` prints these as one `error:` line
+and exits 2; every other exception keeps its traceback."""
+
+
+class UsageError(ValueError):
+    """An argument names something that does not exist or cannot work here (an unknown model name, a layer the
+    model lacks, a file without the expected content). The message names the argument and the fix."""
+
