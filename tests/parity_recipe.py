@@ -7,11 +7,14 @@ fixed across numpy versions). Names may be PyTorch's (`weight`/`bias`/`running_*
 (`gamma`/`beta`/`moving_*`); the kind of tensor decides its distribution:
 
 - conv / linear weights (≥ 2-D): normal · sqrt(GAIN / fan_in) (activations stay O(1) through all blocks);
-- BN scale: uniform(0.5, 1.5); BN shift and every bias: normal · 0.1;
+- BN scale: uniform(0.5, 1.5), halved inside GhostNetV3's re-parameterisation branches (names with `_rpr_`):
+  3–5 branches are summed per site, and at full scale the train-form logits reach 1e10 (halved: std 0.7);
+- BN shift and every bias: normal · 0.1;
 - BN running mean: normal · 0.1; BN running variance: uniform(0.5, 1.5);
 - `num_batches_tracked`: 0 (int64).
 
-Bump RECIPE_VERSION whenever any of this changes, and regenerate the fixtures.
+Bump RECIPE_VERSION whenever any of this changes, and regenerate the fixtures. (The `_rpr_` rule came with the
+V3 fixtures and changes no tensor of the earlier ones, so the version stayed 1.)
 """
 import zlib
 from typing import Dict, Iterable, Sequence, Tuple
@@ -40,7 +43,7 @@ def make_tensor(name: str, shape: Sequence[int], seed: int) -> np.ndarray:
         fan_in = int(np.prod(shape[1:]))
         value = rng.standard_normal(shape) * np.sqrt(GAIN / fan_in)
     elif name.endswith((".weight", ".gamma")):  # every 1-D weight in the Ghost family is a BN scale
-        value = rng.uniform(0.5, 1.5, shape)
+        value = rng.uniform(0.5, 1.5, shape) * (0.5 if "_rpr_" in name else 1.0)
     else:  # BN shift, conv and linear biases
         value = rng.standard_normal(shape) * 0.1
     return value.astype(np.float32)

@@ -84,11 +84,6 @@ def _entrypoint(builder: Callable[..., Any], name: str, variant: Variant) -> Cal
     return entrypoint
 
 
-def register_width_variant(cls: Callable[..., Any], name: str, width: float, doc: str) -> Callable[..., Any]:
-    """`register_variants(cls, {name: Variant({"width": width}, doc)})[name]`, for width-scaled families."""
-    return register_variants(cls, {name: Variant({"width": width}, doc)})[name]
-
-
 def list_models(pattern: str = "*", family: str = "") -> List[str]:
     """Sorted names of registered models matching a shell-style `pattern` (and optionally a family file)."""
     names = (n for n in _model_entrypoints if fnmatch.fnmatchcase(n, pattern))

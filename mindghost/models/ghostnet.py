@@ -13,12 +13,7 @@ from mindspore import Tensor, nn
 
 from ..weights import rename_torch_state_dict
 from ._head import ClassifierHeadMixin
-from ._registry import (
-    DefaultCfg,
-    Variant,
-    register_variants,
-    register_width_variant,  # noqa: F401  (kept importable from here)
-)
+from ._registry import DefaultCfg, Variant, register_variants
 from .layers import ConvBnAct, GhostModule, GlobalAvgPool, SqueezeExcite, conv2d, init_weights, make_divisible
 
 __all__ = ["BlockSpec", "GhostBottleneck", "GhostNet", "GHOSTNET_V1_ARCH"]

@@ -21,7 +21,7 @@ from .ghostnet import BlockSpec, GhostBottleneck, GhostNet
 from .ghostnet import checkpoint_filter_fn as ghostnet_filter_fn
 from .layers import GhostModule, conv2d
 
-__all__ = ["GhostModuleV2", "GhostBottleneckV2", "GhostNetV2"]
+__all__ = ["GhostModuleV2", "GhostBottleneckV2", "GhostNetV2", "dfc_short_conv"]
 
 
 def upsample_nearest(x: Tensor, size) -> Tensor:
@@ -30,6 +30,19 @@ def upsample_nearest(x: Tensor, size) -> Tensor:
     The ResizeNearestNeighbor primitive, not `ops.interpolate`: the latter lowers to ResizeNearestNeighborV2,
     which MindSpore cannot export to ONNX."""
     return ops.ResizeNearestNeighbor(size)(x)
+
+
+def dfc_short_conv(inp: int, oup: int, kernel_size: int = 1, stride: int = 1) -> nn.SequentialCell:
+    """The DFC attention branch before its sigmoid, run on the 2×2-pooled module input: conv (as the module's
+    primary conv) + BN → depthwise (1, 5) + BN → depthwise (5, 1) + BN. GhostNetV2 and V3 share it (`short_conv`)."""
+    return nn.SequentialCell([
+        conv2d(inp, oup, kernel_size, stride),
+        nn.BatchNorm2d(oup),
+        conv2d(oup, oup, (1, 5), groups=oup),
+        nn.BatchNorm2d(oup),
+        conv2d(oup, oup, (5, 1), groups=oup),
+        nn.BatchNorm2d(oup),
+    ])
 
 
 class GhostModuleV2(GhostModule):
@@ -50,14 +63,7 @@ class GhostModuleV2(GhostModule):
                  stride: int = 1) -> None:
         super().__init__(inp, oup, kernel_size=kernel_size, ratio=ratio, dw_size=dw_size, stride=stride, relu=True)
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2, pad_mode="valid")  # floor mode, as F.avg_pool2d
-        self.short_conv = nn.SequentialCell([
-            conv2d(inp, oup, kernel_size, stride),
-            nn.BatchNorm2d(oup),
-            conv2d(oup, oup, (1, 5), groups=oup),
-            nn.BatchNorm2d(oup),
-            conv2d(oup, oup, (5, 1), groups=oup),
-            nn.BatchNorm2d(oup),
-        ])
+        self.short_conv = dfc_short_conv(inp, oup, kernel_size, stride)
         self.gate = nn.Sigmoid()
 
     def construct(self, x: Tensor) -> Tensor:
