@@ -78,8 +78,9 @@ def markdown_table(rows: List[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         top1 = "–" if r["paper_top1"] is None else f"{r['paper_top1']:.1f}"
-        lines.append(f"| {r['model']} | {r['input_size'][1]} | {format_params(r['trainable'], r['deployed_trainable'])} | {_human(r['macs'])} | "
-                     f"{top1} | {r['weights'] or '–'} |")
+        params = format_params(r["trainable"], r["deployed_trainable"])
+        lines.append(f"| {r['model']} | {r['input_size'][1]} | {params} | {_human(r['macs'])} | {top1} | "
+                     f"{r['weights'] or '–'} |")
     return "\n".join(lines)
 
 
