@@ -410,7 +410,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny12, tmp_p
     """lr 1e12 after a good epoch: user sees `loss is nan at step N (epoch 2, batch B): training stopped` with
     what to do; the run's last.ckpt is still the finite epoch-1 checkpoint and no NaN checkpoint is written."""
     from mindghost.training.checkpoint import read_meta
-    from mindghost.training.trainer import TrainingDiverged
+    from mindghost.training.loop import TrainingDiverged
 
     out = str(tmp_path / "run")
     first = train_mod.main(ARGS + ["--data_dir", tiny12, "--output_dir", out, "--epochs", "1", "--lr", "0.001",
@@ -437,7 +437,7 @@ _KILLER = textwrap.dedent("""
         orig = callbacks.ProgressLogger.on_step_end
         def on_step_end(self, state):
             orig(self, state)
-            if state["step"] >= n:
+            if state.step >= n:
                 os.kill(os.getpid(), signal.SIGKILL)
         callbacks.ProgressLogger.on_step_end = on_step_end
     else:  # during the n-th checkpoint write: half of the temp file is on disk
@@ -531,14 +531,15 @@ def test_two_runs_started_in_the_same_second_get_different_dirs(tmp_path, monkey
     instead of sharing (and clobbering) the first run's files."""
     import time
 
-    from mindghost.training import trainer
     from mindghost.training.config import build_config
+    from mindghost.training.run_dir import create_run_dir, plan_run_dir
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20260101-000000")
     cfg = build_config({"model": "ghostnet_050"})
-    a = trainer.prepare_run_dir(cfg, "CPU", 0, 1)
-    b = trainer.prepare_run_dir(cfg, "CPU", 0, 1)
+    a, b = plan_run_dir(cfg), plan_run_dir(cfg)
+    create_run_dir(a, cfg, "CPU", 1)
+    create_run_dir(b, cfg, "CPU", 1)
     assert a.directory != b.directory
     assert a.directory == os.path.join("runs", "ghostnet_050-20260101-000000")
     assert b.directory == a.directory + "-1"
@@ -599,3 +600,42 @@ def test_cli_internal_errors_keep_their_traceback(tmp_path, kind, code, first):
     assert r.returncode == code, r.stderr
     assert first in r.stderr.splitlines(), r.stderr
     assert ("Traceback" in r.stderr) == (code == 1), r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ fp16 overflow
+FP16 = ARGS + ["--amp_level", "O3", "--loss_scale", "16777216", "--drop_rate", "0"]
+
+
+def test_fp16_run_whose_every_update_overflows_stops_with_the_fix(tiny12, tmp_path, train_mod):
+    """MindCV's recipe scale 2**24, fixed, on CPU: every update overflows and is dropped. User sees
+    `no update was applied in 3 steps (3 skipped): the fp16 gradients overflowed at every step (loss_scale_type
+    fixed, loss_scale 1.67772e+07) ... Lower --loss_scale ... --loss_scale_type dynamic` (exit 2); the run is
+    not reported finished and no checkpoint of the unchanged weights is written."""
+    from mindghost import runtime
+    from mindghost.training.loop import TrainingStalled
+
+    out = tmp_path / "run"
+    with pytest.raises(TrainingStalled, match=r"no update was applied in 3 steps \(3 skipped\)[\s\S]*loss_scale_type "
+                                              r"fixed, loss_scale 1\.67772e\+07[\s\S]*--loss_scale_type dynamic"):
+        train_mod.main(FP16 + ["--data_dir", tiny12, "--output_dir", str(out), "--epochs", "2",
+                               "--loss_scale_type", "fixed"])
+    assert not (out / "summary.json").exists() and not (out / "checkpoints" / "last.ckpt").exists()
+    assert runtime._is_user_error(TrainingStalled("x"))  # run_main: one `error:` line, exit 2
+
+
+def test_fp16_dynamic_loss_scale_trains_on_cpu_and_counts_skipped_steps(tiny12, tmp_path, train_mod):
+    """The dynamic scale (once refused on CPU) starts at 65536, where every step overflows here (as at 8192; 1024
+    fits), halves at each overflow, then updates apply. summary.json and metrics.jsonl count the skipped steps;
+    updates + skipped = steps."""
+    import json
+
+    out = tmp_path / "run"
+    summary = train_mod.main(FP16 + ["--data_dir", tiny12, "--output_dir", str(out), "--epochs", "4",
+                                     "--loss_scale_type", "dynamic", "--loss_scale", "65536"])
+    assert summary["finished"] and summary["global_step"] == 12
+    assert summary["skipped_steps"] > 0 and summary["updates"] > 0
+    assert summary["updates"] + summary["skipped_steps"] == 12
+    metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert sum(m["skipped_steps"] for m in metrics) == summary["skipped_steps"]
+    assert json.load(open(out / "summary.json"))["skipped_steps"] == summary["skipped_steps"]
+    assert "steps skipped (fp16 overflow)" in open(out / "train.log").read()

@@ -1,0 +1,114 @@
+"""Everything a training run is going to do, checked before anything is written.
+
+`make_plan` reads the config, the model registry and the dataset, and reports every problem it finds in one
+error (not one per rerun). Only then does train.py create the run directory, so a refused run leaves no
+empty `runs/<model>-<time>` folder behind.
+"""
+from dataclasses import dataclass
+from typing import Callable, List
+
+from ..data import DatasetInfo, EvalPreprocessing
+from .config import Config, ConfigError
+from .distributed import Replica
+from .run_dir import Run
+
+
+class RunCheckError(ConfigError):
+    """Several problems with a run's config or data, all listed in the message."""
+
+
+def raise_problems(problems: List[Exception]) -> None:
+    """Nothing for no problem; the problem itself for one (its type is what callers know); all of them as
+    one RunCheckError otherwise."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        lines = "\n".join(f"  {i}. {p}" for i, p in enumerate(problems, 1))
+        raise RunCheckError(f"{len(problems)} problems found before starting (nothing was written):\n{lines}")
+
+
+@dataclass(frozen=True)
+class Amp:
+    level: str  # O0 (fp32) .. O3
+    loss_scale_type: str  # fixed or dynamic
+    check_overflow: bool  # skip the update of a step whose gradients overflow
+
+    @property
+    def fp16(self) -> bool:
+        return self.level != "O0"
+
+
+def resolve_amp(cfg: Config, device: str) -> Amp:
+    """The precision settings for this device; a ConfigError for combinations that cannot run there."""
+    level = cfg.amp_level
+    if device == "CPU" and level in ("O1", "O2"):
+        raise ConfigError(f"amp_level {level} is not supported on CPU with GhostNet; use O0 (fp32, fastest on CPU) "
+                          "or O3")
+    fp16 = level != "O0"
+    kind = cfg.loss_scale_type
+    if kind == "auto":  # dynamic works on CPU too (our train step checks overflow itself): measured, see docs
+        kind = "dynamic" if fp16 else "fixed"
+    return Amp(level, kind, fp16 and cfg.drop_overflow_update)
+
+
+@dataclass
+class RunPlan:
+    cfg: Config
+    device: str
+    replica: Replica
+    run: Run
+    data: DatasetInfo
+    pre: EvalPreprocessing  # eval preprocessing (the recipe's, else the model's default cfg)
+    amp: Amp
+    make_train_loader: Callable[[int], object]  # epoch -> this rank's batched train dataset of that epoch
+    steps_per_epoch: int  # batches per epoch on each device
+
+    @property
+    def updates_per_epoch(self) -> int:
+        return -(-self.steps_per_epoch // self.cfg.accum_steps)
+
+    @property
+    def global_batch(self) -> int:
+        """Images of one optimizer update: per-device batch x devices x accumulation."""
+        return self.cfg.batch_size * self.replica.size * self.cfg.accum_steps
+
+    @property
+    def val_images(self) -> int:
+        n = self.data.val_images
+        return min(n, self.cfg.val_samples) if self.cfg.val_samples else n
+
+
+def make_plan(cfg: Config, device: str, replica: Replica) -> RunPlan:
+    """Check the config, model name, dataset and run directory together; one error lists every problem."""
+    from ..data import build_train_loader, check_dataset, eval_preprocessing
+    from ..models import get_default_cfg
+    from .run_dir import plan_run_dir
+
+    problems: List[Exception] = []
+    pre, amp, run = None, None, None
+    try:
+        pre = eval_preprocessing(cfg, get_default_cfg(cfg.model).to_dict())
+    except ValueError as e:  # an unknown model name (with the closest registered ones)
+        problems.append(e)
+    try:
+        amp = resolve_amp(cfg, device)
+    except ConfigError as e:
+        problems.append(e)
+    try:
+        run = plan_run_dir(cfg)
+    except FileExistsError as e:
+        problems.append(e)
+    data, data_problems = check_dataset(cfg, train=True, val=cfg.val_every > 0)
+    problems += data_problems
+    steps, make_loader = 0, None
+    if pre is not None and not data_problems:
+        def make_loader(epoch: int):
+            return build_train_loader(cfg, pre, epoch, replica.rank, replica.size)
+
+        steps = make_loader(0).get_dataset_size()
+        if steps == 0:
+            problems.append(ConfigError(
+                f"not one full batch of {cfg.batch_size} per device in the train split; lower batch_size"))
+    raise_problems(problems)
+    return RunPlan(cfg, device, replica, run, data, pre, amp, make_loader, steps)
+
