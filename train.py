@@ -14,11 +14,12 @@ from mindghost.training.config import parse_args
 
 def main(argv: Optional[List[str]] = None) -> dict:
     cfg, _ = parse_args(argv, description="Train a Ghost-family model (recipe YAML + command-line overrides).")
-    device, env_note = runtime.prepare_environment(cfg.device)  # before MindSpore is imported
+    device, why = runtime.choose_device(cfg.device)
+    device, env_note = runtime.prepare_environment(device)  # before MindSpore is imported
 
     from mindghost.training import builders as B
 
-    replica = B.setup_runtime(cfg, device, env_note)
+    replica = B.setup_runtime(cfg, device, [why, env_note])
     plan = B.plan_run(cfg, device, replica)  # every check, before anything is written
     B.create_run(plan)
     model = B.build_model(cfg)

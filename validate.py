@@ -21,7 +21,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if not cfg.ckpt_path:
         raise ConfigError("validate.py needs the weights to evaluate: --ckpt_path /path/to/checkpoint "
                           "(it never evaluates random weights)")
-    device, env_note = runtime.prepare_environment(cfg.device)
+    device, why = runtime.choose_device(cfg.device)
+    device, env_note = runtime.prepare_environment(device)
 
     from mindghost.data import build_eval_loader, check_dataset, eval_preprocessing
     from mindghost.models import CheckpointError, create_model
@@ -32,8 +33,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
     runtime.setup_context(device, cfg.mode, cfg.deterministic, cfg.seed, cfg.cpu_threads)
     setup_logging()
-    if env_note:
-        LOG.info(env_note)
+    for note in (why, env_note):
+        if note:
+            LOG.info(note)
     if cfg.distribute:
         LOG.info("validate.py runs in one process; 'distribute' is ignored")
     data, problems = check_dataset(cfg, train=False, val=True)

@@ -15,15 +15,43 @@ from typing import Tuple
 _LOG = logging.getLogger("mindghost")
 
 
+class DeviceError(ValueError):
+    """An explicitly requested device that this machine does not have."""
+
+
+def _ascend_signs() -> str:
+    return ", ".join(glob.glob("/dev/davinci[0-9]*")[:1] + (["npu-smi"] if shutil.which("npu-smi") else []))
+
+
+def _gpu_signs() -> str:
+    return ", ".join(glob.glob("/dev/nvidia[0-9]*")[:1] + (["nvidia-smi"] if shutil.which("nvidia-smi") else []))
+
+
+def choose_device(device: str = "auto") -> Tuple[str, str]:
+    """(device, why) without importing MindSpore. 'auto': Ascend if an NPU is visible (/dev/davinci*, npu-smi),
+    else GPU (/dev/nvidia*, nvidia-smi), else CPU. An explicit Ascend or GPU that is not visible is a DeviceError
+    (MindSpore would fail later with a less clear message, or a recipe would silently run elsewhere)."""
+    ascend, gpu = _ascend_signs(), _gpu_signs()
+    no_ascend = "no Ascend device found (no /dev/davinci*, no npu-smi)"
+    no_gpu = "no GPU found (no /dev/nvidia*, no nvidia-smi)"
+    if device == "auto":
+        if ascend:
+            return "Ascend", f"device auto: Ascend found ({ascend}); running on Ascend"
+        if gpu:
+            return "GPU", f"device auto: {no_ascend}; GPU found ({gpu}); running on GPU"
+        return "CPU", f"device auto: {no_ascend}, {no_gpu}; running on CPU"
+    missing = {"Ascend": (ascend, no_ascend, "the Ascend driver and CANN"),
+               "GPU": (gpu, no_gpu, "the NVIDIA driver and CUDA")}.get(device)
+    if missing is not None and not missing[0]:
+        raise DeviceError(f"device {device} was requested (--device or the recipe's device) but {missing[1]} on "
+                          f"this machine. Pass --device CPU (or --device auto), or run where {missing[2]} are "
+                          "installed.")
+    return device, f"device {device} (as requested)"
+
+
 def detect_device(device: str = "auto") -> str:
     """Resolve 'auto' without importing MindSpore: Ascend if an NPU is visible, else GPU, else CPU."""
-    if device != "auto":
-        return device
-    if glob.glob("/dev/davinci[0-9]*"):
-        return "Ascend"
-    if glob.glob("/dev/nvidia[0-9]*") or shutil.which("nvidia-smi"):
-        return "GPU"
-    return "CPU"
+    return choose_device(device)[0]
 
 
 def num_cores() -> int:

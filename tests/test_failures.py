@@ -639,3 +639,28 @@ def test_fp16_dynamic_loss_scale_trains_on_cpu_and_counts_skipped_steps(tiny12, 
     assert sum(m["skipped_steps"] for m in metrics) == summary["skipped_steps"]
     assert json.load(open(out / "summary.json"))["skipped_steps"] == summary["skipped_steps"]
     assert "steps skipped (fp16 overflow)" in open(out / "train.log").read()
+
+
+# ------------------------------------------------------------------------------------------------ device
+def test_device_choice_is_logged_and_a_missing_device_is_an_error(tiny, tmp_path, train_mod, monkeypatch):
+    """`--device auto` on a machine without Ascend/GPU logs `device auto: no Ascend device found (no
+    /dev/davinci*, no npu-smi), no GPU found ...; running on CPU` at the top of train.log; an explicit
+    `--device Ascend` there is an error naming the fix (`Pass --device CPU`), before anything is written."""
+    import glob
+    import shutil as sh
+
+    from mindghost import runtime
+
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])  # this machine, whatever devices the CI host has
+    monkeypatch.setattr(sh, "which", lambda name: None)
+    device, why = runtime.choose_device("auto")
+    assert device == "CPU" and "no Ascend device found (no /dev/davinci*, no npu-smi)" in why
+    assert why.endswith("running on CPU")
+    with pytest.raises(runtime.DeviceError, match=r"device Ascend was requested[\s\S]*Pass --device CPU"):
+        train_mod.main(ARGS + ["--data_dir", tiny, "--output_dir", str(tmp_path / "run"), "--device", "Ascend"])
+    assert not (tmp_path / "run").exists()
+    args = [a for a in ARGS if a not in ("--device", "CPU")]
+    train_mod.main(args + ["--data_dir", tiny, "--output_dir", str(tmp_path / "auto"), "--device", "auto",
+                           "--epochs", "1", "--max_steps", "1"])
+    first = open(tmp_path / "auto" / "train.log").readline()
+    assert "device auto: no Ascend device found" in first and "running on CPU" in first

@@ -4,7 +4,7 @@ step, loop, and the summary at the end. Each returns what the next one needs; no
 import os
 import platform
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 from .callbacks import CallbackList, Checkpointer, MetricsWriter, ProgressLogger
 from .config import Config
@@ -20,8 +20,9 @@ from .run_dir import LAST, create_run_dir, write_summary
 STALL_STEPS = {"fixed": 16, "dynamic": 48}
 
 
-def setup_runtime(cfg: Config, device: str, env_note: str = "") -> Replica:
-    """Device, mode, seeds, threads, the process group, then logging (which needs the rank)."""
+def setup_runtime(cfg: Config, device: str, notes: Sequence[str] = ()) -> Replica:
+    """Device, mode, seeds, threads, the process group, then logging (which needs the rank); `notes` (which device
+    and why, the CPU environment) open the log."""
     from ..runtime import setup_context
     from .distributed import init_distributed
 
@@ -31,8 +32,9 @@ def setup_runtime(cfg: Config, device: str, env_note: str = "") -> Replica:
     if replica.size > 1:  # in every worker log: scripts/_common.sh names a failed worker's rank from msrun's pid
         print(f"mindghost worker: rank {replica.rank} of {replica.size}, pid {os.getpid()}, host {platform.node()}",
               flush=True)
-    if env_note:
-        LOG.info(env_note)
+    for note in notes:
+        if note:
+            LOG.info(note)
     return replica
 
 
