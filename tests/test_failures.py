@@ -62,6 +62,12 @@ def _state(path):
     return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if hasattr(v, "asnumpy")}
 
 
+def _without(args, flag):
+    """`args` without `flag` and its value."""
+    i = args.index(flag)
+    return args[:i] + args[i + 2:]
+
+
 def _cli_error(capsys, fn, argv):
     """argparse-level errors: exit code 2 and the message on stderr."""
     with pytest.raises(SystemExit) as info:
@@ -659,8 +665,63 @@ def test_device_choice_is_logged_and_a_missing_device_is_an_error(tiny, tmp_path
     with pytest.raises(runtime.DeviceError, match=r"device Ascend was requested[\s\S]*Pass --device CPU"):
         train_mod.main(ARGS + ["--data_dir", tiny, "--output_dir", str(tmp_path / "run"), "--device", "Ascend"])
     assert not (tmp_path / "run").exists()
-    args = [a for a in ARGS if a not in ("--device", "CPU")]
+    args = _without(ARGS, "--device")
     train_mod.main(args + ["--data_dir", tiny, "--output_dir", str(tmp_path / "auto"), "--device", "auto",
                            "--epochs", "1", "--max_steps", "1"])
     first = open(tmp_path / "auto" / "train.log").readline()
     assert "device auto: no Ascend device found" in first and "running on CPU" in first
+
+
+# ------------------------------------------------------------------------------------------------ checks first
+def test_every_problem_is_reported_at_once_and_nothing_is_written(tiny, tmp_path, train_mod, monkeypatch):
+    """A recipe for another dataset, AMP O2 on CPU and a broken val image: user sees `3 problems found before
+    starting (nothing was written)` listing all three (not one per rerun), and no empty runs/<model>-<time>."""
+    from mindghost.training.plan import RunCheckError
+
+    data = _copy_tree(tiny, tmp_path / "d")
+    open(os.path.join(data, "val", "class_0", "empty.png"), "wb").close()
+    monkeypatch.chdir(tmp_path)
+    args = _without(ARGS, "--num_classes")
+    with pytest.raises(RunCheckError) as info:
+        train_mod.main(args + ["--data_dir", data, "--num_classes", "5", "--amp_level", "O2", "--val_every", "1"])
+    msg = str(info.value)
+    assert msg.startswith("3 problems found before starting (nothing was written)")
+    assert "amp_level O2 is not supported on CPU" in msg and "has 3 class folders but num_classes is 5" in msg
+    assert "empty.png: empty file (0 bytes)" in msg
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_problems_are_reported_together(train_mod, capsys):
+    """User sees `2 problems in the config:` then `'accum_steps' must be >= 1` and `'warmup_epochs' (9) exceeds`."""
+    err = _cli_error(capsys, train_mod.main, ARGS + ["--accum_steps", "0", "--epochs", "2", "--warmup_epochs", "9"])
+    assert "2 problems in the config" in err and "'accum_steps' must be >= 1" in err and "exceeds 'epochs'" in err
+
+
+def test_too_many_workers_are_clamped_with_one_line(tiny, tmp_path, train_mod):
+    """`--num_workers 64` on a small machine: one log line `num_workers 64 is more than the N cores this process
+    may use: using N data workers`, and the run trains (not MindSpore's `num_parallel_workers exceeds the
+    boundary`)."""
+    args = _without(ARGS, "--num_workers")
+    out = tmp_path / "run"
+    summary = train_mod.main(args + ["--data_dir", tiny, "--output_dir", str(out), "--num_workers", "64",
+                                     "--epochs", "1", "--max_steps", "1"])
+    assert summary["global_step"] == 1
+    log = open(out / "train.log").read()
+    assert log.count("num_workers 64 is more than the") == 1 and "data workers" in log
+
+
+# ------------------------------------------------------------------------------------------------ mixup
+def test_mixup_with_an_odd_batch_is_refused_at_config_time(train_mod, capsys):
+    """MindCV's Mixup dies mid-epoch on an odd batch. User sees, before anything runs: `mixup/cutmix need an even
+    batch_size (they mix pairs of images), got 5; pass --batch_size 6 (or 4), or --mixup 0 --cutmix 0`."""
+    err = _cli_error(capsys, train_mod.main, ARGS + ["--batch_size", "5", "--cutmix", "1.0"])
+    assert "mixup/cutmix need an even batch_size (they mix pairs of images), got 5; pass --batch_size 6" in err
+
+
+def test_mixup_with_an_odd_last_batch_is_refused_before_training(tiny, tmp_path, train_mod):
+    """11 images, batch 4, drop_remainder False: the last batch holds 3. User sees `the last batch of each epoch
+    holds 3 images per device, an odd number, which mixup cannot pair; pass --drop_remainder True ...`."""
+    with pytest.raises(ValueError, match=r"last batch of each epoch holds 3 images per device, an odd number"):
+        train_mod.main(ARGS + ["--data_dir", tiny, "--output_dir", str(tmp_path / "run"), "--mixup", "0.2",
+                               "--train_samples", "11", "--drop_remainder", "False"])
+    assert not (tmp_path / "run").exists()

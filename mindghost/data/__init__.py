@@ -6,9 +6,10 @@ from .pipeline import (
     build_eval_loader,
     build_train_loader,
     check_dataset,
+    data_workers,
     eval_preprocessing,
     inspect_split,
 )
 
 __all__ = ["DataError", "DatasetInfo", "EvalPreprocessing", "build_eval_loader", "build_train_loader", "check_dataset",
-           "eval_preprocessing", "inspect_split"]
+           "data_workers", "eval_preprocessing", "inspect_split"]

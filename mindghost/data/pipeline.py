@@ -116,12 +116,24 @@ def eval_preprocessing(cfg, default_cfg: Dict) -> EvalPreprocessing:
     )
 
 
-def _workers(cfg) -> int:
+def data_workers(cfg) -> Tuple[int, str]:
+    """(data workers per process, a note when the configured number was lowered).
+
+    More workers than the cores this process may use only adds switching, and MindSpore refuses them with a raw
+    "num_parallel_workers exceeds the boundary" error, so `num_workers` is clamped to the usable cores."""
     from ..runtime import local_world_size, num_cores
 
     if cfg.deterministic:
-        return 1  # random augmentation streams are per worker: one worker keeps the order reproducible
-    return cfg.num_workers or max(1, num_cores() // local_world_size())
+        return 1, ""  # random augmentation streams are per worker: one worker keeps the order reproducible
+    cores = num_cores()
+    if cfg.num_workers > cores:
+        return cores, (f"num_workers {cfg.num_workers} is more than the {cores} cores this process may use: using "
+                       f"{cores} data workers")
+    return cfg.num_workers or max(1, cores // local_world_size()), ""
+
+
+def _workers(cfg) -> int:
+    return data_workers(cfg)[0]
 
 
 def _train_transforms(cfg, pre: EvalPreprocessing) -> list:

@@ -10,6 +10,7 @@ from typing import Callable, List
 from ..data import DatasetInfo, EvalPreprocessing
 from .config import Config, ConfigError
 from .distributed import Replica
+from .logs import LOG
 from .run_dir import Run
 
 
@@ -80,7 +81,7 @@ class RunPlan:
 
 def make_plan(cfg: Config, device: str, replica: Replica) -> RunPlan:
     """Check the config, model name, dataset and run directory together; one error lists every problem."""
-    from ..data import build_train_loader, check_dataset, eval_preprocessing
+    from ..data import build_train_loader, check_dataset, data_workers, eval_preprocessing
     from ..models import get_default_cfg
     from .run_dir import plan_run_dir
 
@@ -100,6 +101,16 @@ def make_plan(cfg: Config, device: str, replica: Replica) -> RunPlan:
         problems.append(e)
     data, data_problems = check_dataset(cfg, train=True, val=cfg.val_every > 0)
     problems += data_problems
+    if not data_problems and (cfg.mixup > 0 or cfg.cutmix > 0) and not cfg.drop_remainder:
+        per_device = -(-(cfg.train_samples or data.train_images) // replica.size)
+        if per_device % cfg.batch_size % 2:
+            problems.append(ConfigError(
+                f"mixup/cutmix with drop_remainder False: the last batch of each epoch holds "
+                f"{per_device % cfg.batch_size} images per device, an odd number, which mixup cannot pair; pass "
+                "--drop_remainder True (the default) or a batch_size that leaves an even last batch"))
+    note = data_workers(cfg)[1]
+    if note:
+        LOG.info(note)
     steps, make_loader = 0, None
     if pre is not None and not data_problems:
         def make_loader(epoch: int):
