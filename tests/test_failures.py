@@ -725,3 +725,31 @@ def test_mixup_with_an_odd_last_batch_is_refused_before_training(tiny, tmp_path,
         train_mod.main(ARGS + ["--data_dir", tiny, "--output_dir", str(tmp_path / "run"), "--mixup", "0.2",
                                "--train_samples", "11", "--drop_remainder", "False"])
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------------------ resume
+def test_mid_epoch_resume_with_other_batch_settings_is_refused(tiny, tmp_path, train_mod):
+    """Stopped after 3 batches of 4, rerun with --batch_size 2: the saved position (3 batches) would mean 6 images
+    instead of 12. User sees `cannot resume mid-epoch from '.../last.ckpt' (epoch 1, 3 batches done) with other
+    batch settings (batch_size 4 -> 2) ... Resume with the checkpoint's settings (--batch_size 4)`."""
+    out = str(tmp_path / "run")
+    train_mod.main(ARGS + ["--data_dir", tiny, "--output_dir", out, "--epochs", "1", "--max_steps", "3"])
+    with pytest.raises(ValueError, match=r"cannot resume mid-epoch from .*last\.ckpt' \(epoch 1, 3 batches done\) "
+                                         r"with other batch settings \(batch_size 4 -> 2\)[\s\S]*--batch_size 4"):
+        train_mod.main(_without(ARGS, "--batch_size") + ["--batch_size", "2", "--data_dir", tiny, "--output_dir", out,
+                                                         "--epochs", "1"])
+
+
+def test_epoch_end_resume_with_other_batch_maps_the_schedule_and_warns(tiny12, tmp_path, train_mod):
+    """1 epoch of 3 batches of 4, then --resume with batch 2 and 2 epochs: the lr schedule (6 updates per epoch
+    now) continues at epoch 1, not at update 3; the log says so and warns that the schedule changed."""
+    out = str(tmp_path / "run")
+    train_mod.main(ARGS + ["--data_dir", tiny12, "--output_dir", out, "--epochs", "1"])
+    last = os.path.join(out, "checkpoints", "last.ckpt")
+    summary = train_mod.main(_without(ARGS, "--batch_size") + [
+        "--batch_size", "2", "--data_dir", tiny12, "--output_dir", out, "--epochs", "2", "--resume", last])
+    assert summary["finished"] and summary["global_step"] == 12 and summary["updates"] == 12
+    assert int(_state(last)["global_step"].reshape(-1)[0]) == 12  # 2 epochs x 6 updates, not 3 + 6
+    log = open(os.path.join(out, "train.log")).read()
+    assert "another lr schedule than the checkpoint's (epochs 1 -> 2)" in log
+    assert "position is mapped by epochs" in log

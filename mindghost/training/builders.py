@@ -101,8 +101,17 @@ def build_train_step(plan: RunPlan, model, schedule: LrSchedule):
 
 def restore_state(plan: RunPlan, train_step) -> TrainState:
     """A fresh TrainState, or the position of the checkpoint the run resumes from."""
-    state = TrainState(epochs=plan.cfg.epochs, steps_per_epoch=plan.steps_per_epoch)
-    return restore(train_step, plan.run.resume_from, state)
+    import mindspore as ms
+
+    state = restore(train_step, plan.run.resume_from,
+                    TrainState(epochs=plan.cfg.epochs, steps_per_epoch=plan.steps_per_epoch))
+    if plan.remap_updates:  # the saved update count belongs to the old batch settings' schedule
+        opt_step = train_step.optimizer.global_step
+        updates = state.epoch_done * plan.updates_per_epoch
+        opt_step.set_data(ms.Tensor([updates] * opt_step.size, opt_step.dtype).reshape(opt_step.shape))
+        state.step = state.start_step = state.checked_step = state.epoch_done * plan.steps_per_epoch
+        LOG.info(f"position mapped: step {state.step}, optimizer update {updates}")
+    return state
 
 
 def training_meta(plan: RunPlan):
@@ -116,6 +125,7 @@ def training_meta(plan: RunPlan):
             "format": 1, "model": cfg.model, "num_classes": cfg.num_classes,
             "epoch": state.epoch_done, "batch_in_epoch": state.batch_done, "global_step": state.step,
             "best": state.best, "metrics": state.metrics or None, "config": cfg.to_dict(),
+            "devices": plan.replica.size, "steps_per_epoch": plan.steps_per_epoch,
             "seed": cfg.seed, "mindghost": __version__, "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
 

@@ -63,6 +63,7 @@ class RunPlan:
     amp: Amp
     make_train_loader: Callable[[int], object]  # epoch -> this rank's batched train dataset of that epoch
     steps_per_epoch: int  # batches per epoch on each device
+    remap_updates: bool = False  # resuming at an epoch boundary with other batch settings: see check_resume
 
     @property
     def updates_per_epoch(self) -> int:
@@ -120,6 +121,52 @@ def make_plan(cfg: Config, device: str, replica: Replica) -> RunPlan:
         if steps == 0:
             problems.append(ConfigError(
                 f"not one full batch of {cfg.batch_size} per device in the train split; lower batch_size"))
+    remap = False
+    if run is not None and run.resume_from and not problems:
+        try:
+            remap = check_resume(cfg, run.resume_from, replica.size)
+        except ConfigError as e:
+            problems.append(e)
     raise_problems(problems)
-    return RunPlan(cfg, device, replica, run, data, pre, amp, make_loader, steps)
+    return RunPlan(cfg, device, replica, run, data, pre, amp, make_loader, steps, remap)
+
+
+# Settings that fix which images a batch position means, and those that shape the lr schedule.
+POSITION_KEYS = ("batch_size", "accum_steps", "train_samples", "drop_remainder", "devices")
+SCHEDULE_KEYS = ("epochs", "scheduler", "lr", "min_lr", "lr_base_batch", "warmup_epochs", "warmup_factor",
+                 "decay_epochs", "decay_rate", "milestones")
+
+
+def check_resume(cfg: Config, path: str, devices: int) -> bool:
+    """Compare the resumed run's settings with the checkpoint's. Returns True when the optimizer's update
+    counter must be mapped to the new schedule (an epoch-boundary resume with other batch settings).
+
+    A mid-epoch position (batches of an epoch already trained) means other images under other batch settings,
+    so such a resume is refused, naming the changed keys. A changed schedule is allowed, with a warning."""
+    from .checkpoint import read_meta
+
+    meta = read_meta(path)
+    old = dict(meta.get("config") or {})
+    old["devices"] = meta.get("devices", devices)  # checkpoints before this key: assume unchanged
+    new = dict(cfg.to_dict(), devices=devices)
+
+    def changed(keys):
+        return [f"{k} {old[k]} -> {new[k]}" for k in keys if k in old and old[k] != new[k]]
+
+    position, schedule = changed(POSITION_KEYS), changed(SCHEDULE_KEYS)
+    epoch, batch = int(meta.get("epoch", 0)), int(meta.get("batch_in_epoch", 0))
+    if position and batch:
+        flags = " ".join(f"--{k} {old[k]}" for k in POSITION_KEYS if k != "devices" and k in old and old[k] != new[k])
+        raise ConfigError(
+            f"cannot resume mid-epoch from '{path}' (epoch {epoch + 1}, {batch} batches done) with other batch "
+            f"settings ({', '.join(position)}): the saved position would point at other images. Resume with the "
+            f"checkpoint's settings ({flags or 'the same number of devices'}), or from an epoch-end checkpoint "
+            "(epoch_XXXX.ckpt) of the run.")
+    if schedule:
+        LOG.warning(f"resuming with another lr schedule than the checkpoint's ({', '.join(schedule)}): the lr "
+                    "continues on the new schedule from the resumed position")
+    if position:
+        LOG.info(f"resuming at the end of epoch {epoch} with other batch settings ({', '.join(position)}): the "
+                 f"position is mapped by epochs (the lr schedule continues at epoch {epoch})")
+    return bool(position)
 
