@@ -147,6 +147,13 @@ def _is_user_error(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in _USER_ERRNOS
 
 
+def _to_log_files(line: str) -> None:
+    """The failure, also in the run's train.log (only file handlers: the console already has it)."""
+    for h in logging.getLogger("mindghost").handlers:
+        if isinstance(h, logging.FileHandler):
+            h.handle(logging.LogRecord("mindghost", logging.ERROR, __file__, 0, line, None, None))
+
+
 def run_main(main, argv) -> None:
     """Run an entry point. A user error (`_is_user_error`) prints one `error: ...` line and exits 2; any other
     RuntimeError or OSError (e.g. from inside MindSpore) prints its traceback, then the same line, and exits 1.
@@ -176,11 +183,13 @@ def run_main(main, argv) -> None:
                 raise
             print(f"error: {e}", file=sys.stderr)
             print("(set MINDGHOST_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+            _to_log_files(f"error: {e}")
             code = 2
         else:  # not the user's doing (e.g. a MindSpore crash): the traceback is what a bug report needs
             traceback.print_exc()
             first_line = next((line for line in str(e).splitlines() if line.strip()), "")
             print(f"error: {type(e).__name__}: {first_line} (an internal error; traceback above)", file=sys.stderr)
+            _to_log_files(f"error: {type(e).__name__}: {e}\n{traceback.format_exc()}")
             code = 1
     sys.stdout.flush()
     sys.stderr.flush()

@@ -753,3 +753,30 @@ def test_epoch_end_resume_with_other_batch_maps_the_schedule_and_warns(tiny12, t
     log = open(os.path.join(out, "train.log")).read()
     assert "another lr schedule than the checkpoint's (epochs 1 -> 2)" in log
     assert "position is mapped by epochs" in log
+
+
+# ------------------------------------------------------------------------------------------------ output
+def test_failed_run_has_its_error_line_in_train_log(tiny12, tmp_path):
+    """`python train.py ... --lr 1e12` diverges: the `error: loss is nan ...` line printed on stderr (exit 2) is
+    also the last line of the run's train.log, where someone reading the run later looks."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("MINDGHOST_TRACEBACK", None)
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train.py")] + ARGS
+                       + ["--data_dir", tiny12, "--output_dir", str(out), "--lr", "1e12", "--scheduler", "constant",
+                          "--epochs", "1"], capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path))
+    assert r.returncode == 2, r.stderr[-2000:]
+    error = next(line for line in r.stderr.splitlines() if line.startswith("error: "))
+    assert "training stopped" in error
+    assert open(out / "train.log").read().splitlines()[-1].endswith(error)
+
+
+def test_progress_bars_only_on_a_terminal(tiny12, tmp_path, train_mod, capsys):
+    """With stderr redirected (a file, a pipe, CI), `--progress True` (the default) draws no tqdm frames; the
+    per-step log lines are written instead."""
+    out = tmp_path / "run"
+    train_mod.main(_without(ARGS, "--progress") + ["--data_dir", tiny12, "--output_dir", str(out), "--epochs", "1",
+                                                   "--val_every", "1"])
+    err = capsys.readouterr().err
+    assert "\r" not in err and "step/s" not in err and "img/s]" not in err
+    assert "epoch 1 step 2/3 loss" in err and "epoch 1 step 2/3 loss" in open(out / "train.log").read()
