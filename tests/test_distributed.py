@@ -224,6 +224,8 @@ def test_global_batch_is_recorded(runs):
     env_info = __import__("json").load(open(os.path.join(tmp, "two_workers", "env.json")))
     assert env_info["devices"] == 2
     assert yaml.safe_load(open(os.path.join(tmp, "two_workers", "config.yaml")))["batch_size"] == RANK_BATCH
+    summary = __import__("json").load(open(os.path.join(tmp, "two_workers", "summary.json")))
+    assert summary["devices"] == 2 and summary["global_batch"] == 2 * RANK_BATCH  # batch x devices x accumulation
 
 
 def test_sharded_validation_equals_one_process(data, runs, tmp_path):
