@@ -178,7 +178,8 @@ def build_loop(plan: RunPlan, model, train_step, schedule: LrSchedule) -> Loop:
                 global_batch=cfg.batch_size * plan.replica.size,
                 use_sink=cfg.dataset_sink_mode and plan.device in ("Ascend", "GPU"), ckpt_dir=plan.run.ckpt_dir,
                 stall_steps=STALL_STEPS[plan.amp.loss_scale_type],
-                loss_scale_note=f"loss_scale_type {plan.amp.loss_scale_type}, loss_scale {cfg.loss_scale:g}")
+                loss_scale_note=f"loss_scale_type {plan.amp.loss_scale_type}, loss_scale {cfg.loss_scale:g}",
+                dynamic_scale=plan.amp.loss_scale_type == "dynamic")
     LOG.info(f"{plan.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, global batch {plan.global_batch} "
              f"({cfg.batch_size} per device x {plan.replica.size} x {plan.device}"
              + (f" x {cfg.accum_steps} accumulation" if cfg.accum_steps > 1 else "") + f"), eval {plan.pre}")

@@ -108,7 +108,8 @@ class Loop:
 
     def __init__(self, cfg, train_step, make_loader: Callable[[int], Any], schedule: LrSchedule,
                  callbacks: CallbackList, evaluator=None, best_key: str = "val_top1", global_batch: int = 1,
-                 use_sink: bool = False, ckpt_dir: str = "", stall_steps: int = 16, loss_scale_note: str = ""):
+                 use_sink: bool = False, ckpt_dir: str = "", stall_steps: int = 16, loss_scale_note: str = "",
+                 dynamic_scale: bool = False):
         self.cfg = cfg
         self.train_step = train_step
         self.make_loader = make_loader
@@ -121,7 +122,7 @@ class Loop:
         self.ckpt_dir = ckpt_dir
         self.counts_skips = hasattr(train_step, "skipped_steps")  # overflow checking is on (fp16)
         self.stall_steps = stall_steps  # this many consecutive skipped steps stop the run
-        self.dynamic_scale = "dynamic" in loss_scale_note
+        self.dynamic_scale = dynamic_scale  # the scale adapts after overflows: an all-skipped epoch may recover
         self.loss_scale_note = loss_scale_note  # e.g. "loss_scale_type fixed, loss_scale 1.68e+07"
 
     def applied_updates(self) -> int:
@@ -145,6 +146,7 @@ class Loop:
             self._end_epoch(state, time.time() - t_train)
             if cfg.max_steps and state.step >= cfg.max_steps:
                 break
+        state.updates = self.applied_updates()  # also after a max_steps stop between log points
         state.finished = state.epoch_done >= cfg.epochs
         state.train_time = time.time() - t_train
         self.callbacks.on_train_end(state)
