@@ -21,25 +21,26 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if not cfg.ckpt_path:
         raise ConfigError("validate.py needs the weights to evaluate: --ckpt_path /path/to/checkpoint "
                           "(it never evaluates random weights)")
-    device, env_note = runtime.prepare_environment(cfg.device)
+    device, why = runtime.choose_device(cfg.device)
+    device, env_note = runtime.prepare_environment(device)
 
     from mindghost.cpu import accelerate_on_cpu
-    from mindghost.data import build_eval_loader, eval_preprocessing, inspect_split
+    from mindghost.data import build_eval_loader, check_dataset, eval_preprocessing
     from mindghost.models import CheckpointError, create_model
-    from mindghost.training.callbacks import LOG, setup_logging
     from mindghost.training.evaluate import evaluate
+    from mindghost.training.logs import LOG, setup_logging, show_progress_bars
+    from mindghost.training.plan import raise_problems
     from mindghost.training.train_step import EvalNet
 
     runtime.setup_context(device, cfg.mode, cfg.deterministic, cfg.seed, cfg.cpu_threads)
     setup_logging()
-    if env_note:
-        LOG.info(env_note)
+    for note in (why, env_note):
+        if note:
+            LOG.info(note)
     if cfg.distribute:
         LOG.info("validate.py runs in one process; 'distribute' is ignored")
-    classes, count = inspect_split(cfg.data_dir, cfg.val_split)
-    if len(classes) != cfg.num_classes:
-        raise ConfigError(f"'{os.path.join(cfg.data_dir, cfg.val_split)}' has {len(classes)} class folders but "
-                          f"num_classes is {cfg.num_classes}; pass --num_classes {len(classes)}")
+    data, problems = check_dataset(cfg, train=False, val=True)
+    raise_problems(problems)
     model = create_model(cfg.model, num_classes=cfg.num_classes, in_channels=cfg.in_channels)
     from mindghost.models import load_checkpoint
 
@@ -55,10 +56,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     model = accelerate_on_cpu(model, device)  # after folding: the folded depthwise convs keep the kernel
     pre = eval_preprocessing(cfg, model.default_cfg)
     batch = cfg.resolved_eval_batch_size()
-    n = min(count, cfg.val_samples) if cfg.val_samples else count
+    n = min(data.val_images, cfg.val_samples) if cfg.val_samples else data.val_images
     LOG.info(f"validating {cfg.model} ({'EMA' if cfg.ema else 'raw'} weights of {cfg.ckpt_path}) on {n} images, "
              f"batch {batch}, {device}; {pre}")
-    res = evaluate(EvalNet(model), build_eval_loader(cfg, pre, batch), batch, progress=cfg.progress, expected=n)
+    res = evaluate(EvalNet(model), build_eval_loader(cfg, pre, batch), batch,
+                   progress=show_progress_bars(cfg.progress, True), expected=n)
     result = {"model": cfg.model, "checkpoint": os.path.abspath(cfg.ckpt_path), "ema": cfg.ema,
               "data_dir": cfg.data_dir, "split": cfg.val_split, "batch_size": batch, "device": device,
               "image_size": pre.image_size, "crop_pct": pre.crop_pct, "interpolation": pre.interpolation,

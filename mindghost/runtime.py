@@ -17,15 +17,43 @@ from typing import Tuple
 _LOG = logging.getLogger("mindghost")
 
 
+class DeviceError(ValueError):
+    """An explicitly requested device that this machine does not have."""
+
+
+def _ascend_signs() -> str:
+    return ", ".join(glob.glob("/dev/davinci[0-9]*")[:1] + (["npu-smi"] if shutil.which("npu-smi") else []))
+
+
+def _gpu_signs() -> str:
+    return ", ".join(glob.glob("/dev/nvidia[0-9]*")[:1] + (["nvidia-smi"] if shutil.which("nvidia-smi") else []))
+
+
+def choose_device(device: str = "auto") -> Tuple[str, str]:
+    """(device, why) without importing MindSpore. 'auto': Ascend if an NPU is visible (/dev/davinci*, npu-smi),
+    else GPU (/dev/nvidia*, nvidia-smi), else CPU. An explicit Ascend or GPU that is not visible is a DeviceError
+    (MindSpore would fail later with a less clear message, or a recipe would silently run elsewhere)."""
+    ascend, gpu = _ascend_signs(), _gpu_signs()
+    no_ascend = "no Ascend device found (no /dev/davinci*, no npu-smi)"
+    no_gpu = "no GPU found (no /dev/nvidia*, no nvidia-smi)"
+    if device == "auto":
+        if ascend:
+            return "Ascend", f"device auto: Ascend found ({ascend}); running on Ascend"
+        if gpu:
+            return "GPU", f"device auto: {no_ascend}; GPU found ({gpu}); running on GPU"
+        return "CPU", f"device auto: {no_ascend}, {no_gpu}; running on CPU"
+    missing = {"Ascend": (ascend, no_ascend, "the Ascend driver and CANN"),
+               "GPU": (gpu, no_gpu, "the NVIDIA driver and CUDA")}.get(device)
+    if missing is not None and not missing[0]:
+        raise DeviceError(f"device {device} was requested (--device or the recipe's device) but {missing[1]} on "
+                          f"this machine. Pass --device CPU (or --device auto), or run where {missing[2]} are "
+                          "installed.")
+    return device, f"device {device} (as requested)"
+
+
 def detect_device(device: str = "auto") -> str:
     """Resolve 'auto' without importing MindSpore: Ascend if an NPU is visible, else GPU, else CPU."""
-    if device != "auto":
-        return device
-    if glob.glob("/dev/davinci[0-9]*"):
-        return "Ascend"
-    if glob.glob("/dev/nvidia[0-9]*") or shutil.which("nvidia-smi"):
-        return "GPU"
-    return "CPU"
+    return choose_device(device)[0]
 
 
 def num_cores() -> int:
@@ -147,6 +175,13 @@ def _is_user_error(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in _USER_ERRNOS
 
 
+def _to_log_files(line: str) -> None:
+    """The failure, also in the run's train.log (only file handlers: the console already has it)."""
+    for h in logging.getLogger("mindghost").handlers:
+        if isinstance(h, logging.FileHandler):
+            h.handle(logging.LogRecord("mindghost", logging.ERROR, __file__, 0, line, None, None))
+
+
 def run_main(main, argv) -> None:
     """Run an entry point. A user error (`_is_user_error`) prints one `error: ...` line and exits 2; any other
     RuntimeError or OSError (e.g. from inside MindSpore) prints its traceback, then the same line, and exits 1.
@@ -175,11 +210,13 @@ def run_main(main, argv) -> None:
                 raise
             print(f"error: {e}", file=sys.stderr)
             print("(set MINDGHOST_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+            _to_log_files(f"error: {e}")
             code = 2
         else:  # not the user's doing (e.g. a MindSpore crash): the traceback is what a bug report needs
             traceback.print_exc()
             first_line = next((line for line in str(e).splitlines() if line.strip()), "")
             print(f"error: {type(e).__name__}: {first_line} (an internal error; traceback above)", file=sys.stderr)
+            _to_log_files(f"error: {type(e).__name__}: {e}\n{traceback.format_exc()}")
             code = 1
     sys.stdout.flush()
     sys.stderr.flush()

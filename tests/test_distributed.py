@@ -225,6 +225,8 @@ def test_global_batch_is_recorded(runs):
     env_info = __import__("json").load(open(os.path.join(tmp, "two_workers", "env.json")))
     assert env_info["devices"] == 2
     assert yaml.safe_load(open(os.path.join(tmp, "two_workers", "config.yaml")))["batch_size"] == RANK_BATCH
+    summary = __import__("json").load(open(os.path.join(tmp, "two_workers", "summary.json")))
+    assert summary["devices"] == 2 and summary["global_batch"] == 2 * RANK_BATCH  # batch x devices x accumulation
 
 
 def test_sharded_validation_equals_one_process(data, runs, tmp_path):
@@ -331,4 +333,4 @@ def test_linear_lr_scaling_is_opt_in():
     assert linear_lr_scale(cfg, 256) == 1.0  # off by default: lr is taken as given
     cfg = build_config({"lr": 0.4, "epochs": 2, "scheduler": "constant", "lr_base_batch": 1024})
     assert linear_lr_scale(cfg, 256) == 0.25  # the 1024 recipe on 2 cards x 128
-    assert build_lr_schedule(cfg, 3, linear_lr_scale(cfg, 256)) == pytest.approx([0.1] * 6)
+    assert build_lr_schedule(cfg, 3, linear_lr_scale(cfg, 256)).values == pytest.approx([0.1] * 6)

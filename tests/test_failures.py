@@ -62,6 +62,12 @@ def _state(path):
     return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if hasattr(v, "asnumpy")}
 
 
+def _without(args, flag):
+    """`args` without `flag` and its value."""
+    i = args.index(flag)
+    return args[:i] + args[i + 2:]
+
+
 def _cli_error(capsys, fn, argv):
     """argparse-level errors: exit code 2 and the message on stderr."""
     with pytest.raises(SystemExit) as info:
@@ -433,7 +439,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny12, tmp_p
     """lr 1e12 after a good epoch: user sees `loss is nan at step N (epoch 2, batch B): training stopped` with
     what to do; the run's last.ckpt is still the finite epoch-1 checkpoint and no NaN checkpoint is written."""
     from mindghost.training.checkpoint import read_meta
-    from mindghost.training.trainer import TrainingDiverged
+    from mindghost.training.loop import TrainingDiverged
 
     out = str(tmp_path / "run")
     first = train_mod.main(ARGS + ["--data_dir", tiny12, "--output_dir", out, "--epochs", "1", "--lr", "0.001",
@@ -460,7 +466,7 @@ _KILLER = textwrap.dedent("""
         orig = callbacks.ProgressLogger.on_step_end
         def on_step_end(self, state):
             orig(self, state)
-            if state["step"] >= n:
+            if state.step >= n:
                 os.kill(os.getpid(), signal.SIGKILL)
         callbacks.ProgressLogger.on_step_end = on_step_end
     else:  # during the n-th checkpoint write: half of the temp file is on disk
@@ -554,14 +560,15 @@ def test_two_runs_started_in_the_same_second_get_different_dirs(tmp_path, monkey
     instead of sharing (and clobbering) the first run's files."""
     import time
 
-    from mindghost.training import trainer
     from mindghost.training.config import build_config
+    from mindghost.training.run_dir import create_run_dir, plan_run_dir
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20260101-000000")
     cfg = build_config({"model": "ghostnet_050"})
-    a = trainer.prepare_run_dir(cfg, "CPU", 0, 1)
-    b = trainer.prepare_run_dir(cfg, "CPU", 0, 1)
+    a, b = plan_run_dir(cfg), plan_run_dir(cfg)
+    create_run_dir(a, cfg, "CPU", 1)
+    create_run_dir(b, cfg, "CPU", 1)
     assert a.directory != b.directory
     assert a.directory == os.path.join("runs", "ghostnet_050-20260101-000000")
     assert b.directory == a.directory + "-1"
@@ -622,3 +629,177 @@ def test_cli_internal_errors_keep_their_traceback(tmp_path, kind, code, first):
     assert r.returncode == code, r.stderr
     assert first in r.stderr.splitlines(), r.stderr
     assert ("Traceback" in r.stderr) == (code == 1), r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ fp16 overflow
+FP16 = ARGS + ["--amp_level", "O3", "--loss_scale", "16777216", "--drop_rate", "0"]
+
+
+def test_fp16_run_whose_every_update_overflows_stops_with_the_fix(tiny12, tmp_path, train_mod):
+    """MindCV's recipe scale 2**24, fixed, on CPU: every update overflows and is dropped. User sees
+    `no update was applied in 3 steps (3 skipped): the fp16 gradients overflowed at every step (loss_scale_type
+    fixed, loss_scale 1.67772e+07) ... Lower --loss_scale ... --loss_scale_type dynamic` (exit 2); the run is
+    not reported finished and no checkpoint of the unchanged weights is written."""
+    from mindghost import runtime
+    from mindghost.training.loop import TrainingStalled
+
+    out = tmp_path / "run"
+    with pytest.raises(TrainingStalled, match=r"no update was applied in 3 steps \(3 skipped\)[\s\S]*loss_scale_type "
+                                              r"fixed, loss_scale 1\.67772e\+07[\s\S]*--loss_scale_type dynamic"):
+        train_mod.main(FP16 + ["--data_dir", tiny12, "--output_dir", str(out), "--epochs", "2",
+                               "--loss_scale_type", "fixed"])
+    assert not (out / "summary.json").exists() and not (out / "checkpoints" / "last.ckpt").exists()
+    assert runtime._is_user_error(TrainingStalled("x"))  # run_main: one `error:` line, exit 2
+
+
+def test_fp16_dynamic_loss_scale_trains_on_cpu_and_counts_skipped_steps(tiny12, tmp_path, train_mod):
+    """The dynamic scale (once refused on CPU) starts at 65536, where every step overflows here (as at 8192; 1024
+    fits), halves at each overflow, then updates apply. summary.json and metrics.jsonl count the skipped steps;
+    updates + skipped = steps."""
+    import json
+
+    out = tmp_path / "run"
+    summary = train_mod.main(FP16 + ["--data_dir", tiny12, "--output_dir", str(out), "--epochs", "4",
+                                     "--loss_scale_type", "dynamic", "--loss_scale", "65536"])
+    assert summary["finished"] and summary["global_step"] == 12
+    assert summary["skipped_steps"] > 0 and summary["updates"] > 0
+    assert summary["updates"] + summary["skipped_steps"] == 12
+    metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert sum(m["skipped_steps"] for m in metrics) == summary["skipped_steps"]
+    assert json.load(open(out / "summary.json"))["skipped_steps"] == summary["skipped_steps"]
+    assert "steps skipped (fp16 overflow)" in open(out / "train.log").read()
+
+
+# ------------------------------------------------------------------------------------------------ device
+def test_device_choice_is_logged_and_a_missing_device_is_an_error(tiny, tmp_path, train_mod, monkeypatch):
+    """`--device auto` on a machine without Ascend/GPU logs `device auto: no Ascend device found (no
+    /dev/davinci*, no npu-smi), no GPU found ...; running on CPU` at the top of train.log; an explicit
+    `--device Ascend` there is an error naming the fix (`Pass --device CPU`), before anything is written."""
+    import glob
+    import shutil as sh
+
+    from mindghost import runtime
+
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])  # this machine, whatever devices the CI host has
+    monkeypatch.setattr(sh, "which", lambda name: None)
+    device, why = runtime.choose_device("auto")
+    assert device == "CPU" and "no Ascend device found (no /dev/davinci*, no npu-smi)" in why
+    assert why.endswith("running on CPU")
+    with pytest.raises(runtime.DeviceError, match=r"device Ascend was requested[\s\S]*Pass --device CPU"):
+        train_mod.main(ARGS + ["--data_dir", tiny, "--output_dir", str(tmp_path / "run"), "--device", "Ascend"])
+    assert not (tmp_path / "run").exists()
+    args = _without(ARGS, "--device")
+    train_mod.main(args + ["--data_dir", tiny, "--output_dir", str(tmp_path / "auto"), "--device", "auto",
+                           "--epochs", "1", "--max_steps", "1"])
+    first = open(tmp_path / "auto" / "train.log").readline()
+    assert "device auto: no Ascend device found" in first and "running on CPU" in first
+
+
+# ------------------------------------------------------------------------------------------------ checks first
+def test_every_problem_is_reported_at_once_and_nothing_is_written(tiny, tmp_path, train_mod, monkeypatch):
+    """A recipe for another dataset, AMP O2 on CPU and a broken val image: user sees `3 problems found before
+    starting (nothing was written)` listing all three (not one per rerun), and no empty runs/<model>-<time>."""
+    from mindghost.training.plan import RunCheckError
+
+    data = _copy_tree(tiny, tmp_path / "d")
+    open(os.path.join(data, "val", "class_0", "empty.png"), "wb").close()
+    monkeypatch.chdir(tmp_path)
+    args = _without(ARGS, "--num_classes")
+    with pytest.raises(RunCheckError) as info:
+        train_mod.main(args + ["--data_dir", data, "--num_classes", "5", "--amp_level", "O2", "--val_every", "1"])
+    msg = str(info.value)
+    assert msg.startswith("3 problems found before starting (nothing was written)")
+    assert "amp_level O2 is not supported on CPU" in msg and "has 3 class folders but num_classes is 5" in msg
+    assert "empty.png: empty file (0 bytes)" in msg
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_problems_are_reported_together(train_mod, capsys):
+    """User sees `2 problems in the config:` then `'accum_steps' must be >= 1` and `'warmup_epochs' (9) exceeds`."""
+    err = _cli_error(capsys, train_mod.main, ARGS + ["--accum_steps", "0", "--epochs", "2", "--warmup_epochs", "9"])
+    assert "2 problems in the config" in err and "'accum_steps' must be >= 1" in err and "exceeds 'epochs'" in err
+
+
+def test_too_many_workers_are_clamped_with_one_line(tiny, tmp_path, train_mod):
+    """`--num_workers 64` on a small machine: one log line `num_workers 64 is more than the N cores this process
+    may use: using N data workers`, and the run trains (not MindSpore's `num_parallel_workers exceeds the
+    boundary`)."""
+    args = _without(ARGS, "--num_workers")
+    out = tmp_path / "run"
+    summary = train_mod.main(args + ["--data_dir", tiny, "--output_dir", str(out), "--num_workers", "64",
+                                     "--epochs", "1", "--max_steps", "1"])
+    assert summary["global_step"] == 1
+    log = open(out / "train.log").read()
+    assert log.count("num_workers 64 is more than the") == 1 and "data workers" in log
+
+
+# ------------------------------------------------------------------------------------------------ mixup
+def test_mixup_with_an_odd_batch_is_refused_at_config_time(train_mod, capsys):
+    """MindCV's Mixup dies mid-epoch on an odd batch. User sees, before anything runs: `mixup/cutmix need an even
+    batch_size (they mix pairs of images), got 5; pass --batch_size 6 (or 4), or --mixup 0 --cutmix 0`."""
+    err = _cli_error(capsys, train_mod.main, ARGS + ["--batch_size", "5", "--cutmix", "1.0"])
+    assert "mixup/cutmix need an even batch_size (they mix pairs of images), got 5; pass --batch_size 6" in err
+
+
+def test_mixup_with_an_odd_last_batch_is_refused_before_training(tiny, tmp_path, train_mod):
+    """11 images, batch 4, drop_remainder False: the last batch holds 3. User sees `the last batch of each epoch
+    holds 3 images per device, an odd number, which mixup cannot pair; pass --drop_remainder True ...`."""
+    with pytest.raises(ValueError, match=r"last batch of each epoch holds 3 images per device, an odd number"):
+        train_mod.main(ARGS + ["--data_dir", tiny, "--output_dir", str(tmp_path / "run"), "--mixup", "0.2",
+                               "--train_samples", "11", "--drop_remainder", "False"])
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------------------ resume
+def test_mid_epoch_resume_with_other_batch_settings_is_refused(tiny, tmp_path, train_mod):
+    """Stopped after 3 batches of 4, rerun with --batch_size 2: the saved position (3 batches) would mean 6 images
+    instead of 12. User sees `cannot resume mid-epoch from '.../last.ckpt' (epoch 1, 3 batches done) with other
+    batch settings (batch_size 4 -> 2) ... Resume with the checkpoint's settings (--batch_size 4)`."""
+    out = str(tmp_path / "run")
+    train_mod.main(ARGS + ["--data_dir", tiny, "--output_dir", out, "--epochs", "1", "--max_steps", "3"])
+    with pytest.raises(ValueError, match=r"cannot resume mid-epoch from .*last\.ckpt' \(epoch 1, 3 batches done\) "
+                                         r"with other batch settings \(batch_size 4 -> 2\)[\s\S]*--batch_size 4"):
+        train_mod.main(_without(ARGS, "--batch_size") + ["--batch_size", "2", "--data_dir", tiny, "--output_dir", out,
+                                                         "--epochs", "1"])
+
+
+def test_epoch_end_resume_with_other_batch_maps_the_schedule_and_warns(tiny12, tmp_path, train_mod):
+    """1 epoch of 3 batches of 4, then --resume with batch 2 and 2 epochs: the lr schedule (6 updates per epoch
+    now) continues at epoch 1, not at update 3; the log says so and warns that the schedule changed."""
+    out = str(tmp_path / "run")
+    train_mod.main(ARGS + ["--data_dir", tiny12, "--output_dir", out, "--epochs", "1"])
+    last = os.path.join(out, "checkpoints", "last.ckpt")
+    summary = train_mod.main(_without(ARGS, "--batch_size") + [
+        "--batch_size", "2", "--data_dir", tiny12, "--output_dir", out, "--epochs", "2", "--resume", last])
+    assert summary["finished"] and summary["global_step"] == 12 and summary["updates"] == 12
+    assert int(_state(last)["global_step"].reshape(-1)[0]) == 12  # 2 epochs x 6 updates, not 3 + 6
+    log = open(os.path.join(out, "train.log")).read()
+    assert "another lr schedule than the checkpoint's (epochs 1 -> 2)" in log
+    assert "position is mapped by epochs" in log
+
+
+# ------------------------------------------------------------------------------------------------ output
+def test_failed_run_has_its_error_line_in_train_log(tiny12, tmp_path):
+    """`python train.py ... --lr 1e12` diverges: the `error: loss is nan ...` line printed on stderr (exit 2) is
+    also the last line of the run's train.log, where someone reading the run later looks."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("MINDGHOST_TRACEBACK", None)
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train.py")] + ARGS
+                       + ["--data_dir", tiny12, "--output_dir", str(out), "--lr", "1e12", "--scheduler", "constant",
+                          "--epochs", "1"], capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path))
+    assert r.returncode == 2, r.stderr[-2000:]
+    error = next(line for line in r.stderr.splitlines() if line.startswith("error: "))
+    assert "training stopped" in error
+    assert open(out / "train.log").read().splitlines()[-1].endswith(error)
+
+
+def test_progress_bars_only_on_a_terminal(tiny12, tmp_path, train_mod, capsys):
+    """With stderr redirected (a file, a pipe, CI), `--progress True` (the default) draws no tqdm frames; the
+    per-step log lines are written instead."""
+    out = tmp_path / "run"
+    train_mod.main(_without(ARGS, "--progress") + ["--data_dir", tiny12, "--output_dir", str(out), "--epochs", "1",
+                                                   "--val_every", "1"])
+    err = capsys.readouterr().err
+    assert "\r" not in err and "step/s" not in err and "img/s]" not in err
+    assert "epoch 1 step 2/3 loss" in err and "epoch 1 step 2/3 loss" in open(out / "train.log").read()

@@ -115,3 +115,14 @@ def test_short_real_data_run_learns(train_mod, tmp_path):
     top1 = summary["last"]["val_top1"]
     assert summary["global_step"] == 100
     assert top1 > 40.0, f"top-1 {top1:.1f}% after 100 steps (chance is 10%)"
+
+
+def test_summary_records_the_global_batch_of_the_log_line(tiny, train_mod, tmp_path):
+    """summary.json holds global_batch = per-device batch x devices x accumulation (4 x 1 x 2 = 8), on one device
+    too, the same value the `global batch` log line shows."""
+    out = tmp_path / "run"
+    summary = train_mod.main(COMMON + ["--mode", "pynative", "--data_dir", tiny, "--output_dir", str(out),
+                                       "--epochs", "1", "--accum_steps", "2", "--val_every", "0"])
+    saved = json.load(open(out / "summary.json"))
+    assert saved["global_batch"] == summary["global_batch"] == 8 and saved["devices"] == 1
+    assert "global batch 8 (4 per device x 1 x CPU x 2 accumulation)" in open(out / "train.log").read()

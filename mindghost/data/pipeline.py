@@ -62,6 +62,48 @@ def inspect_split(data_dir: str, split: str) -> Tuple[List[str], int]:
     return classes, count
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the dataset check found: class folder names (= label order) and image counts (0 = split not read)."""
+
+    classes: Tuple[str, ...]
+    train_images: int
+    val_images: int
+
+
+def check_dataset(cfg, train: bool, val: bool) -> Tuple[DatasetInfo, List[DataError]]:
+    """The one dataset check of train.py and validate.py: each split that is used is scanned (`inspect_split`),
+    its class folders must number `cfg.num_classes`, and train and val must hold the same classes.
+
+    Returns what was found and every problem (not only the first), so the caller can report them together."""
+    problems: List[DataError] = []
+    found: Dict[str, Tuple[List[str], int]] = {}
+    for split, used in ((cfg.train_split, train), (cfg.val_split, val)):
+        if not used or split in found:
+            continue
+        try:
+            found[split] = inspect_split(cfg.data_dir, split)
+        except DataError as e:
+            problems.append(e)
+            if not cfg.data_dir:
+                break  # one "no dataset given" is enough
+    for split, (classes, _) in found.items():
+        if len(classes) != cfg.num_classes:
+            problems.append(DataError(
+                f"'{cfg.data_dir}/{split}' has {len(classes)} class folders but num_classes is {cfg.num_classes}; "
+                f"pass --num_classes {len(classes)}"))
+            break  # the same advice for the other split would repeat it
+    if train and val and cfg.train_split in found and cfg.val_split in found:
+        a, b = found[cfg.train_split][0], found[cfg.val_split][0]
+        if a != b:
+            problems.append(DataError(f"train and val class folders differ: {sorted(set(a) ^ set(b))[:5]}; "
+                                      "make the class folders of both splits identical"))
+    any_split = next(iter(found.values()), ([], 0))
+    info = DatasetInfo(classes=tuple(any_split[0]), train_images=found.get(cfg.train_split, ([], 0))[1] if train else 0,
+                       val_images=found.get(cfg.val_split, ([], 0))[1] if val else 0)
+    return info, problems
+
+
 def eval_preprocessing(cfg, default_cfg: Dict) -> EvalPreprocessing:
     """The recipe's value where set, else the model's default cfg."""
     size = cfg.eval_image_size or cfg.image_size or int(default_cfg["input_size"][-1])
@@ -74,12 +116,24 @@ def eval_preprocessing(cfg, default_cfg: Dict) -> EvalPreprocessing:
     )
 
 
-def _workers(cfg) -> int:
+def data_workers(cfg) -> Tuple[int, str]:
+    """(data workers per process, a note when the configured number was lowered).
+
+    More workers than the cores this process may use only adds switching, and MindSpore refuses them with a raw
+    "num_parallel_workers exceeds the boundary" error, so `num_workers` is clamped to the usable cores."""
     from ..runtime import local_world_size, num_cores
 
     if cfg.deterministic:
-        return 1  # random augmentation streams are per worker: one worker keeps the order reproducible
-    return cfg.num_workers or max(1, num_cores() // local_world_size())
+        return 1, ""  # random augmentation streams are per worker: one worker keeps the order reproducible
+    cores = num_cores()
+    if cfg.num_workers > cores:
+        return cores, (f"num_workers {cfg.num_workers} is more than the {cores} cores this process may use: using "
+                       f"{cores} data workers")
+    return cfg.num_workers or max(1, cores // local_world_size()), ""
+
+
+def _workers(cfg) -> int:
+    return data_workers(cfg)[0]
 
 
 def _train_transforms(cfg, pre: EvalPreprocessing) -> list:

@@ -108,6 +108,9 @@ def load_training_state(train_step, path: str) -> Tuple[Dict[str, Any], Dict[str
                               "to start from its weights use --ckpt_path instead of --resume")
     # the lr table is derived from the config (a resumed run may change epochs), so it is not restored
     names = {d["name"] for d in training_params(train_step)} - {"learning_rate"}
+    if "skipped_steps" in names and "skipped_steps" not in state:  # saved before the counter existed
+        names.discard("skipped_steps")
+        _LOG.info(f"'{path}' predates the skipped-step counter: counting fp16-skipped steps from 0")
     missing = sorted(names - set(state))
     unexpected = sorted(k for k in set(state) - names if k not in ("epoch_num", "step_num", "learning_rate"))
     if missing or unexpected:

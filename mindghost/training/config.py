@@ -292,28 +292,44 @@ def load_yaml(path: str) -> Dict[str, Any]:
         raise ConfigError(f"{path}: {e}") from None
 
 
-def _validate(cfg: Config) -> Config:
+def config_problems(cfg: Config) -> List[str]:
+    """Every value or combination the schema's types cannot catch, as messages naming the key (all, not the
+    first)."""
+    problems = []
     if cfg.dataset_download:
-        raise ConfigError("'dataset_download: True' is not supported: download ImageNet yourself and set data_dir")
+        problems.append("'dataset_download: True' is not supported: download ImageNet yourself and set data_dir")
     if cfg.pretrained:
-        raise ConfigError("'pretrained: True' is not supported: pass the weights file with ckpt_path")
+        problems.append("'pretrained: True' is not supported: pass the weights file with ckpt_path")
     for key in ("batch_size", "epochs", "accum_steps", "log_every", "save_every", "keep_checkpoint_max"):
         if getattr(cfg, key) < 1:
-            raise ConfigError(f"'{key}' must be >= 1, got {getattr(cfg, key)}")
+            problems.append(f"'{key}' must be >= 1, got {getattr(cfg, key)}")
     for key in ("scale", "ratio"):
         if len(getattr(cfg, key)) != 2:
-            raise ConfigError(f"'{key}' expects two numbers [low, high], got {getattr(cfg, key)}")
+            problems.append(f"'{key}' expects two numbers [low, high], got {getattr(cfg, key)}")
     for key in ("mean", "std"):
         v = getattr(cfg, key)
         if v is not None and (len(v) != 3 or max(v) > 1.0):
-            raise ConfigError(f"'{key}' expects three numbers in [0, 1], got {v}")
+            problems.append(f"'{key}' expects three numbers in [0, 1], got {v}")
     if cfg.scheduler == "step_decay" and cfg.decay_epochs <= 0:
-        raise ConfigError("'scheduler: step_decay' needs decay_epochs > 0")
+        problems.append("'scheduler: step_decay' needs decay_epochs > 0")
     if cfg.scheduler == "multi_step_decay" and not cfg.milestones:
-        raise ConfigError("'scheduler: multi_step_decay' needs milestones")
+        problems.append("'scheduler: multi_step_decay' needs milestones")
     if cfg.warmup_epochs > cfg.epochs:
-        raise ConfigError(
+        problems.append(
             f"'warmup_epochs' ({cfg.warmup_epochs:g}) exceeds 'epochs' ({cfg.epochs}); lower --warmup_epochs")
+    if (cfg.mixup > 0 or cfg.cutmix > 0) and cfg.batch_size % 2:
+        # MindCV's Mixup pairs each batch with its reverse and refuses an odd batch mid-epoch
+        problems.append(f"mixup/cutmix need an even batch_size (they mix pairs of images), got {cfg.batch_size}; "
+                        f"pass --batch_size {cfg.batch_size + 1} (or {cfg.batch_size - 1}), or --mixup 0 --cutmix 0")
+    return problems
+
+
+def _validate(cfg: Config) -> Config:
+    problems = config_problems(cfg)
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems in the config:\n" + "\n".join(f"  - {p}" for p in problems))
     return cfg
 
 

@@ -1,6 +1,6 @@
 """Data-parallel setup under msrun: init() on hccl (Ascend), nccl (GPU) or mccl (CPU), gradients averaged."""
 import os
-from typing import Tuple
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,10 +11,22 @@ def launched_by_msrun() -> bool:
     return "MS_ROLE" in os.environ or "RANK_SIZE" in os.environ or "MS_WORKER_NUM" in os.environ
 
 
-def init_distributed(distribute: bool) -> Tuple[int, int]:
-    """Returns (rank, group_size); (0, 1) for a single process. Call after the device is set."""
+@dataclass(frozen=True)
+class Replica:
+    """This process's place in the data-parallel group. Rank 0 alone writes files and logs at INFO level."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(distribute: bool) -> Replica:
+    """This process's Replica; rank 0 of 1 for a single process. Call after the device is set."""
     if not distribute:
-        return 0, 1
+        return Replica()
     if not launched_by_msrun():
         raise ConfigError(
             "distribute=True needs the msrun launcher, e.g. `msrun --bind_core=True --worker_num 8 "
@@ -27,7 +39,7 @@ def init_distributed(distribute: bool) -> Tuple[int, int]:
     ms.reset_auto_parallel_context()
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=size)
-    return rank, size
+    return Replica(rank, size)
 
 
 def allreduce_sum(values: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Top-1/top-5/loss over a whole eval loader; every sample is counted exactly once.
+"""Top-1/top-5/loss over a whole eval loader (every sample counted exactly once), and validation during training.
 
 The last partial batch is padded to the compiled batch shape (no second graph compile) and the padding is
 dropped from the results, so the batch size never changes silently and no sample is skipped or repeated.
@@ -78,3 +78,77 @@ def evaluate(eval_net, loader, batch_size: int, desc: str = "eval", progress: bo
     rate = n_steady / steady if steady > 0 and n_steady else local / max(seconds, 1e-9)
     res.update(img_per_s=rate * res["num_samples"] / max(local, 1), seconds=seconds)  # all ranks together
     return res
+
+
+class PeriodicEvaluator:
+    """Validation during training: raw (and EMA) weights every `every` epochs and at the last epoch.
+
+    EMA weights are evaluated by swapping them into the same network (no second graph compile). Under msrun
+    every rank evaluates its shard; `sync` first gives all ranks rank 0's non-trainable state (BatchNorm
+    statistics differ per rank), so the summed result (`reduce`) is that of the checkpoint rank 0 saves."""
+
+    def __init__(self, eval_net, make_loader: Callable[[], object], batch_size: int, every: int, train_step,
+                 progress: bool, num_samples: int, input_shape, reduce=None, sync=None):
+        self.eval_net = eval_net
+        self.make_loader = make_loader
+        self.batch_size = batch_size
+        self.every = every
+        self.train_step = train_step
+        self.progress = progress
+        self.num_samples = num_samples
+        self.input_shape = tuple(input_shape)
+        self.reduce = reduce
+        self.sync = sync
+
+    def compile(self) -> None:
+        """Compile the eval graph before training: MindSpore parses the Python source at compile time, so a
+        graph first compiled after an hour of training would pick up any edit made to the code meanwhile."""
+        import logging
+
+        import mindspore as ms
+
+        if self.every > 0:
+            logging.getLogger("mindghost").info("compiling the eval graph ...")
+            self.eval_net.set_train(False)
+            self.eval_net(ms.Tensor(np.zeros((self.batch_size,) + self.input_shape, np.float32)))
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        """`epoch` counts from 1."""
+        return self.every > 0 and (epoch % self.every == 0 or epoch == epochs)
+
+    def _one(self, desc: str) -> Dict[str, float]:
+        if self.sync is not None:
+            self.sync()
+        return evaluate(self.eval_net, self.make_loader(), self.batch_size, desc=desc, progress=self.progress,
+                        expected=self.num_samples, reduce=self.reduce)
+
+    def run(self) -> Dict[str, float]:
+        """{'val_top1', 'val_top5', 'val_loss', ...} and, with EMA, {'val_ema_top1', ...}."""
+        res = self._one("validate")
+        out = {"val_top1": res["top1"], "val_top5": res["top5"], "val_loss": res["loss"],
+               "val_img_per_s": res["img_per_s"], "val_num_samples": res["num_samples"]}
+        if getattr(self.train_step, "use_ema", False):
+            with swapped_ema(self.train_step):
+                res = self._one("validate ema")
+            out.update(val_ema_top1=res["top1"], val_ema_top5=res["top5"], val_ema_loss=res["loss"])
+        return out
+
+
+class swapped_ema:
+    """Context manager: the network holds the EMA weights inside, its own weights again after."""
+
+    def __init__(self, train_step):
+        self.ts = train_step
+
+    def __enter__(self):
+        import mindspore as ms
+
+        self.backup = [p.asnumpy().copy() for p in self.ts.model_params]
+        for p, e in zip(self.ts.model_params, self.ts.ema_params):
+            p.set_data(ms.Tensor(e.asnumpy(), dtype=p.dtype))
+
+    def __exit__(self, *exc):
+        import mindspore as ms
+
+        for p, v in zip(self.ts.model_params, self.backup):
+            p.set_data(ms.Tensor(v, dtype=p.dtype))

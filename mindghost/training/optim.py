@@ -1,6 +1,7 @@
-"""Learning-rate schedules (a value per optimizer step) and optimizers, via MindCV's factories."""
+"""Learning-rate schedules (a value per optimizer update) and optimizers, via MindCV's factories."""
 import math
-from typing import List
+from dataclasses import dataclass
+from typing import List, Tuple
 
 from .config import ConfigError
 
@@ -16,8 +17,24 @@ def linear_lr_scale(cfg, global_batch: int) -> float:
     return global_batch / cfg.lr_base_batch if cfg.lr_base_batch else 1.0
 
 
-def build_lr_schedule(cfg, steps_per_epoch: int, scale: float = 1.0) -> List[float]:
-    """Per-optimizer-step learning rates for the whole run: linear warmup, then the configured decay.
+@dataclass(frozen=True)
+class LrSchedule:
+    """The learning rate of every optimizer update of the run. The optimizer gets `values` as its lr table;
+    the loop asks `at(update)` for what it logs, so both read the same numbers."""
+
+    values: Tuple[float, ...]
+
+    def at(self, update: int) -> float:
+        """lr of update number `update` (0-based; clamped to the table: the last value holds after the end)."""
+        return self.values[min(max(update, 0), len(self.values) - 1)]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def build_lr_schedule(cfg, steps_per_epoch: int, scale: float = 1.0) -> LrSchedule:
+    """Per-optimizer-update learning rates for the whole run: linear warmup, then the configured decay.
+    `steps_per_epoch` counts optimizer updates (batches / accum_steps, rounded up).
 
     cosine, multi-step, exponential and constant come from MindCV's `create_scheduler`. step_decay is
     computed here: MindCV floors the epoch index before dividing by decay_epochs, so a 2.4-epoch period
@@ -35,7 +52,7 @@ def build_lr_schedule(cfg, steps_per_epoch: int, scale: float = 1.0) -> List[flo
                 lrs.append(cfg.lr * (cfg.warmup_factor + (1 - cfg.warmup_factor) * (s + 1) / warmup_steps))
             else:
                 lrs.append(cfg.lr * cfg.decay_rate ** math.floor((s - warmup_steps) / period))
-        return [x * scale for x in lrs]
+        return LrSchedule(tuple(x * scale for x in lrs))
     if float(cfg.warmup_epochs).is_integer():
         lrs = create_scheduler(
             steps_per_epoch, scheduler=cfg.scheduler, lr=cfg.lr, min_lr=cfg.min_lr,
@@ -48,7 +65,7 @@ def build_lr_schedule(cfg, steps_per_epoch: int, scale: float = 1.0) -> List[flo
         lrs = _fractional_warmup_cosine(cfg, steps_per_epoch, warmup_steps, total)
     if len(lrs) != total:
         raise ValueError(f"schedule has {len(lrs)} steps, expected {total}")
-    return [float(x) * scale for x in lrs]
+    return LrSchedule(tuple(float(x) * scale for x in lrs))
 
 
 def _fractional_warmup_cosine(cfg, steps_per_epoch: int, warmup_steps: int, total: int) -> List[float]:
@@ -67,7 +84,7 @@ def _fractional_warmup_cosine(cfg, steps_per_epoch: int, warmup_steps: int, tota
     return lrs
 
 
-def build_optimizer(cfg, network, lrs: List[float]):
+def build_optimizer(cfg, network, schedule: LrSchedule):
     """MindCV's optimizer over `network`'s trainable parameters, norm and bias excluded from weight decay when
     configured. Loss scaling is undone in the train step, so the optimizer always gets loss_scale=1."""
     import mindspore as ms
@@ -80,10 +97,9 @@ def build_optimizer(cfg, network, lrs: List[float]):
         kwargs["eps"] = eps
     if opt == "rmsprop":
         kwargs["decay"] = 0.9
-    lr = ms.Tensor(lrs, ms.float32)
+    lr = ms.Tensor(list(schedule.values), ms.float32)
     optimizer = create_optimizer(
         network.trainable_params(), opt=opt, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
         nesterov=cfg.nesterov, weight_decay_filter=cfg.weight_decay_filter, loss_scale=1.0, **kwargs,
     )
-    optimizer.lr_table = list(lrs)  # host copy for logging: lr of update i is lr_table[i]
     return optimizer

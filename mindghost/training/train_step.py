@@ -45,13 +45,17 @@ class TrainStep(nn.TrainOneStepWithLossScaleCell):
     """`loss = step(images, labels)`: one micro-batch forward/backward; the optimizer runs every
     `accum_steps` micro-batches. `scale_sense` is a Tensor (fixed loss scale) or a
     DynamicLossScaleUpdateCell. Parameter names: the network's own, EMA copies `ema.<name>`,
-    accumulators `accum.<name>`, scalars `ema_updates`, `micro_step`, `scale_sense`."""
+    accumulators `accum.<name>`, scalars `ema_updates`, `micro_step`, `scale_sense`, and `skipped_steps` (with
+    overflow checking: micro-batches whose gradients overflowed and were dropped; the loop reads it to tell a
+    run that trains from one whose every update is skipped)."""
 
     def __init__(self, network, optimizer, scale_sense, ema_decay: float = 0.0, clip_norm: float = 0.0,
                  accum_steps: int = 1, check_overflow: bool = False, device: str = "CPU"):
         super().__init__(network, optimizer, scale_sense)
         self.check_overflow = bool(check_overflow or self.loss_scaling_manager is not None)
         self.own_overflow_check = device not in ("Ascend", "GPU")  # the base class only knows NPU/GPU checks
+        if self.check_overflow:
+            self.skipped_steps = Parameter(Tensor(0, ms.int32), name="skipped_steps", requires_grad=False)
         self.use_clip = clip_norm > 0
         self.clip_norm = float(clip_norm)
         self.accum_steps = int(accum_steps)
@@ -112,6 +116,8 @@ class TrainStep(nn.TrainOneStepWithLossScaleCell):
                     loss = F.depend(loss, F.assign(self.micro_step, 0))
             else:
                 loss = self._apply(loss, grads)
+        elif self.check_overflow:  # a constant: no counter exists (nor is compiled) without overflow checking
+            self.skipped_steps += 1
         return loss
 
 
