@@ -2,8 +2,8 @@
 """Train a Ghost-family model on an ImageFolder dataset.
 
     python train.py -c configs/demo/ghostnet_050_fashion_mnist_cpu.yaml --data_dir data/fashion_mnist
-    msrun --worker_num=8 --local_worker_num=8 --join=True --bind_core=True train.py --config configs/ghostnet/ghostnet_050_ascend.yaml \
-        --data_dir /path/to/imagenet
+    msrun --worker_num=8 --local_worker_num=8 --join=True --bind_core=True train.py \
+        --config configs/ghostnet/ghostnet_050_ascend.yaml --data_dir /path/to/imagenet
 """
 import sys
 from typing import List, Optional
