@@ -164,13 +164,15 @@ def _show(value: Any) -> str:
 
 def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[str] = None,
                             explicit: Optional[Mapping[str, Any]] = None, source: str = "the checkpoint",
-                            flags: Optional[Mapping[str, str]] = None) -> InferenceSetup:
+                            flags: Optional[Mapping[str, str]] = None, origin: str = "the checkpoint's"
+                            ) -> InferenceSetup:
     """Merge the checkpoint's meta (None = records nothing), the model's default cfg and the user's values.
 
     model: the name the user asked for (None: the checkpoint's). explicit: {key: value or None} for keys of
     `PREPROCESSING_KEYS`, `STRUCTURE_KEYS` and "class_names"; None means the user said nothing. source: the
     checkpoint path, for messages. flags: the command-line spelling of a key where it is not `--<key>` (export's
-    `{"image_size": "--img_size"}`), so messages name the flag the user can type.
+    `{"image_size": "--img_size"}`), so messages name the flag the user can type. origin: whose record the notes
+    name ("the checkpoint's"; predict passes "the export JSON's" for a MINDIR file).
 
     Raises CheckpointError when the checkpoint was trained as another model or with another num_classes /
     in_channels than asked for, or records class names that do not match its class count; UsageError when no
@@ -192,7 +194,7 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
     if not name:
         raise UsageError(f"{flag('model')} is needed: '{source}' does not record which model it holds")
     if not model:
-        notes.append(f"using the checkpoint's recorded model {name}")
+        notes.append(f"using {origin} recorded model {name}")
     default = get_default_cfg(name)  # UsageError naming the registered models for an unknown name
     defaults: Dict[str, Any] = {"num_classes": default.num_classes, "in_channels": default.input_size[0],
                                 "image_size": int(default.input_size[-1]), "crop_pct": float(default.crop_pct),
@@ -204,7 +206,7 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
             if key in STRUCTURE_KEYS:  # the weights' shapes depend on these: loading would fail anyway
                 raise CheckpointError(f"'{source}' was trained with {key} {recorded[key]}, but {flag(key)} "
                                       f"{explicit[key]} was given; pass {flag(key)} {recorded[key]} or leave it out")
-            warnings.append(f"{flag(key)} {_show(explicit[key])} overrides the checkpoint's recorded {key} "
+            warnings.append(f"{flag(key)} {_show(explicit[key])} overrides {origin} recorded {key} "
                             f"{_show(recorded[key])} (the model was trained and validated with "
                             f"{_show(recorded[key])})")
         if key in explicit:
@@ -212,7 +214,7 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
         elif key in recorded:
             values[key] = recorded[key]
             if not _same(recorded[key], defaults[key]):
-                notes.append(f"using the checkpoint's recorded {key} {_show(recorded[key])} "
+                notes.append(f"using {origin} recorded {key} {_show(recorded[key])} "
                              f"({name}'s default is {_show(defaults[key])})")
         else:
             values[key] = defaults[key]
@@ -224,12 +226,12 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
     names = explicit.get("class_names", recorded.get("class_names"))
     if names is not None:
         names = tuple(str(n) for n in names)
-        origin = "--class_names" if "class_names" in explicit else f"the checkpoint's '{CLASS_NAMES_KEY}'"
+        where = "--class_names" if "class_names" in explicit else f"{origin} '{CLASS_NAMES_KEY}'"
         if len(names) != values["num_classes"]:
             error = CheckpointError if "class_names" not in explicit else UsageError
-            raise error(f"{origin} lists {len(names)} names but the model has {values['num_classes']} classes")
+            raise error(f"{where} lists {len(names)} names but the model has {values['num_classes']} classes")
         if "class_names" in explicit and "class_names" in recorded and names != recorded["class_names"]:
-            warnings.append(f"--class_names overrides the checkpoint's recorded class names "
+            warnings.append(f"--class_names overrides {origin} recorded class names "
                             f"({', '.join(recorded['class_names'][:5])}{', ...' if values['num_classes'] > 5 else ''})")
     for key in ("mean", "std"):
         values[key] = tuple(float(v) for v in values[key])
