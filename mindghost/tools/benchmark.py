@@ -215,9 +215,13 @@ def build_parser(peers: Sequence[str] = IN_PROCESS_PEERS, peer_help: str = PEER_
     parser = argparse.ArgumentParser(prog=prog, description="Benchmark a registered model (GRAPH mode), "
                                      "optionally against peers.")
     parser.add_argument("--model", required=True, help="registered model name")
-    parser.add_argument("--img_size", type=int, default=None, help="input resolution (default: the model's cfg)")
+    parser.add_argument("--img_size", type=int, default=None,
+                        help="input resolution (default: the checkpoint's recorded eval size, else the model's cfg)")
     parser.add_argument("--batch", type=int, default=32, help="batch of the throughput and train-step tasks")
-    parser.add_argument("--num_classes", type=int, default=1000)
+    parser.add_argument("--num_classes", type=int, default=None,
+                        help="classifier size (default: the checkpoint's recorded one, else the model's cfg)")
+    parser.add_argument("--ckpt_path", default="", help="optional weights to time: their recorded image size, "
+                        "class count and input channels are used unless given (the speed hardly depends on them)")
     parser.add_argument("--peers", nargs="*", default=[], choices=list(peers), help=peer_help)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds per task (median reported)")
@@ -250,6 +254,24 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         get_default_cfg(args.model)
     except ValueError as e:  # names the registered models and close matches
         parser.error(str(e))
+    resolve_checkpoint_args(args)
+
+
+def resolve_checkpoint_args(args: argparse.Namespace) -> None:
+    """Fill `args.img_size`, `args.num_classes` and `args.in_channels`: the user's value, else what `--ckpt_path`
+    records (a model trained at 32 px is timed at 32 px, and said so), else the model's default cfg. A checkpoint of
+    another model, another class count or a run directory is refused (CheckpointError, exit 2)."""
+    from ..inference import resolve_inference_setup, setup_from_checkpoint
+
+    explicit = {"image_size": args.img_size, "num_classes": args.num_classes}
+    flags = {"image_size": "--img_size"}
+    if getattr(args, "ckpt_path", ""):
+        _, setup = setup_from_checkpoint(args.ckpt_path, args.model, explicit, flags)
+        for line in setup.messages():
+            print(line)
+    else:
+        setup = resolve_inference_setup({}, args.model, explicit, flags=flags)
+    args.img_size, args.num_classes, args.in_channels = setup.image_size, setup.num_classes, setup.in_channels
 
 
 def _model_builders(args, device: str, skipped: Dict[str, str],
@@ -260,7 +282,8 @@ def _model_builders(args, device: str, skipped: Dict[str, str],
     from .fuse import fuse_bn
 
     def mindghost_model(fuse: bool = False, **accelerate_kwargs):
-        model = create_model(args.model, num_classes=args.num_classes)
+        model = create_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels,
+                             checkpoint_path=getattr(args, "ckpt_path", "") or None)
         if fuse:
             model = fuse_bn(model, input_shape=trace_shape)
         if device == "CPU":  # the speed-ups train.py and validate.py apply on CPU
@@ -305,7 +328,7 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
     cfg = get_default_cfg(args.model)
     threads = args.threads or num_cores()
     img_size = args.img_size or cfg.input_size[-1]
-    chans = cfg.input_size[0]
+    chans = getattr(args, "in_channels", None) or cfg.input_size[0]
     rng = np.random.default_rng(0)  # the same draws as benchmarks/worker.make_inputs
     x1 = rng.standard_normal((1, chans, img_size, img_size)).astype(np.float32)
     xb = rng.standard_normal((args.batch, chans, img_size, img_size)).astype(np.float32)

@@ -7,7 +7,9 @@ Every Conv2d → BatchNorm2d pair is folded into the convolution before export (
 After writing, each file is loaded back (MINDIR through `mindspore.load` + `nn.GraphCell`, ONNX through
 onnxruntime when installed) and run on the same seeded input as the MindSpore forward of the unfused model;
 the largest difference is printed, and the command fails (exit 1) above `--rtol` (max |diff| / max |output|).
-A `<name>.json` next to the files records the model, checkpoint, preprocessing and these checks.
+A `<name>.json` next to the files records the model, checkpoint, these checks, and the eval preprocessing a
+deployment must apply: the checkpoint's recorded training config (image size, crop_pct, interpolation, mean/std,
+class names), else the model's default cfg (`mindghost.inference`); `--img_size` overrides it with a warning.
 """
 import argparse
 import json
@@ -81,8 +83,9 @@ def setup_mindspore(device: str, mode: str = "graph", cpu_threads: int = 0) -> N
 
 
 def build_model(name: str, ckpt_path: str = "", random_weights: bool = False, num_classes: Optional[int] = None,
-                ema: bool = False):
-    """A registered model in eval mode with weights from `ckpt_path`; random weights only when asked for."""
+                ema: bool = False, in_channels: Optional[int] = None):
+    """A registered model in eval mode with weights from `ckpt_path`; random weights only when asked for.
+    `num_classes` / `in_channels` None: the model's default cfg (callers pass `InferenceSetup`'s values)."""
     from ..models import create_model, get_default_cfg
 
     if not ckpt_path and not random_weights:
@@ -90,9 +93,10 @@ def build_model(name: str, ckpt_path: str = "", random_weights: bool = False, nu
 
         raise UsageError("no --ckpt_path given. Pass a checkpoint, or --random_weights to export an "
                          "untrained model on purpose (for testing a deployment path).")
-    if num_classes is None:
-        num_classes = get_default_cfg(name).num_classes
-    model = create_model(name, num_classes=num_classes, checkpoint_path=ckpt_path or None, ema=ema)
+    cfg = get_default_cfg(name)
+    model = create_model(name, num_classes=cfg.num_classes if num_classes is None else num_classes,
+                         in_channels=cfg.input_size[0] if in_channels is None else in_channels,
+                         checkpoint_path=ckpt_path or None, ema=ema)
     model.set_train(False)
     return model
 
@@ -143,10 +147,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--random_weights", action="store_true",
                         help="allow exporting without --ckpt_path (untrained weights; for testing only)")
     parser.add_argument("--ema", action="store_true", help="export the EMA weights of a mindghost training checkpoint")
-    parser.add_argument("--num_classes", type=int, default=None, help="classifier size (default: the model's cfg)")
+    parser.add_argument("--num_classes", type=int, default=None,
+                        help="classifier size (default: the checkpoint's recorded one, else the model's cfg)")
     parser.add_argument("--format", nargs="+", default=["mindir", "onnx"], choices=FORMATS,
                         help="one or more formats (AIR needs an Ascend device)")
-    parser.add_argument("--img_size", type=int, default=None, help="input resolution (default: the model's cfg)")
+    parser.add_argument("--img_size", type=int, default=None,
+                        help="input resolution (default: the checkpoint's recorded eval size, else the model's cfg)")
     parser.add_argument("--batch", type=int, default=1, help="batch size fixed into the exported graph")
     parser.add_argument("--out_dir", default="exports", help="output folder")
     parser.add_argument("--name", default="", help="file name stem (default: <model>_<img_size>_b<batch>)")
@@ -171,20 +177,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_mindspore(device, mode="graph")
     import mindspore as ms
 
+    from ..inference import resolve_inference_setup, setup_from_checkpoint
     from .fuse import count_batchnorms, fuse_bn, max_diff
 
-    cfg = get_default_cfg(args.model)
-    img_size = args.img_size or cfg.input_size[-1]
-    shape = (args.batch, cfg.input_size[0], img_size, img_size)
-    # a CheckpointError (missing file, wrong model or num_classes) reaches run_main, which prints it and exits 2
-    model = build_model(args.model, args.ckpt_path, args.random_weights, args.num_classes, args.ema)
+    # the checkpoint's recorded model, classes and eval preprocessing (what its JSON tells a deployment);
+    # a CheckpointError (run directory, missing file, other model or num_classes) reaches run_main: exit 2
+    explicit = {"image_size": args.img_size, "num_classes": args.num_classes}
+    if args.ckpt_path:
+        _, setup = setup_from_checkpoint(args.ckpt_path, args.model, explicit, flags={"image_size": "--img_size"})
+    else:  # --random_weights: nothing recorded, the model's defaults
+        setup = resolve_inference_setup({}, args.model, explicit, flags={"image_size": "--img_size"})
+    for line in setup.messages():
+        print(line)
+    img_size = setup.image_size
+    shape = (args.batch, setup.in_channels, img_size, img_size)
+    model = build_model(args.model, args.ckpt_path, args.random_weights, setup.num_classes, args.ema,
+                        setup.in_channels)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     reference = model(ms.Tensor(x)).asnumpy()
 
     report: Dict[str, object] = {
         "model": args.model, "checkpoint": args.ckpt_path or None, "random_weights": not args.ckpt_path,
         "ema": args.ema, "input_shape": list(shape), "output_shape": list(reference.shape),
-        "preprocessing": {k: model.default_cfg[k] for k in ("crop_pct", "interpolation", "mean", "std")},
+        "num_classes": setup.num_classes, "class_names": list(setup.class_names) if setup.class_names else None,
+        "preprocessing": setup.preprocessing_dict(), "preprocessing_notes": setup.messages(),
         "mindspore": ms.__version__, "bn_fused": not args.no_fuse_bn, "files": {}, "parity": {}, "rtol": args.rtol,
     }
     lines: List[str] = []

@@ -10,7 +10,8 @@ pair is computed. The figure shows the `--top_k` most similar pairs (maps of the
 histogram of all pairwise similarities; with `--compare_model` both models share one figure. The summary
 (mean pairwise |cos|, fraction of pairs above 0.9) is printed and written to `<out>.json`.
 A model is a mindghost name or `mindcv:<name>` for a MindCV model (e.g. `mindcv:resnet50`, the plain
-network of the paper's figure).
+network of the paper's figure). Images get validation's eval preprocessing, from the checkpoint's recorded
+training config where it has one (`mindghost.inference`).
 """
 import argparse
 import json
@@ -41,28 +42,32 @@ def image_paths(path: str, limit: int = 16) -> List[str]:
     return found[:limit]
 
 
-def load_image(path: str, img_size: int, crop_pct: float = 0.875, interpolation: str = "bilinear",
-               mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
-    """Eval preprocessing: resize the short side to img_size / crop_pct, center crop, normalize → (3, H, W)."""
-    from PIL import Image
+def load_images(paths: Sequence[str], setup) -> np.ndarray:
+    """(N, C, H, W) float32: each image through validation's eval transform for `setup`
+    (an `inference.InferenceSetup`: resize by crop_pct, center crop, normalize)."""
+    from mindspore.dataset import transforms
 
-    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}.get(
-        interpolation, Image.BILINEAR)
-    img = Image.open(path).convert("RGB")
-    short = int(img_size / crop_pct)
-    w, h = img.size
-    scale = short / min(w, h)
-    img = img.resize((max(short, round(w * scale)), max(short, round(h * scale))), resample)
-    w, h = img.size
-    left, top = (w - img_size) // 2, (h - img_size) // 2
-    img = img.crop((left, top, left + img_size, top + img_size))
-    arr = np.asarray(img, np.float32) / 255.0
-    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return arr.transpose(2, 0, 1)
+    from ..inference import eval_transforms
+
+    pipeline = transforms.Compose(eval_transforms(setup))
+    out = []
+    for path in paths:
+        try:
+            out.append(pipeline(np.fromfile(path, np.uint8)))
+        except RuntimeError as e:  # MindSpore's multi-line "Decode: image decode failed"
+            raise UsageError(f"--image: cannot decode '{path}' as an image ({str(e).strip().splitlines()[-1]})") \
+                from e
+    return np.stack(out)
 
 
-def build_model(spec: str, ckpt_path: str = "", random_weights: bool = False, num_classes: Optional[int] = None):
-    """A mindghost model by name, or `mindcv:<name>`; returns (model, preprocessing cfg dict)."""
+def build_model(spec: str, ckpt_path: str = "", random_weights: bool = False, num_classes: Optional[int] = None,
+                img_size: Optional[int] = None):
+    """A mindghost model by name, or `mindcv:<name>`; returns (model, `inference.InferenceSetup`).
+
+    A mindghost checkpoint's recorded model, class count and eval preprocessing are used (and said); an explicit
+    `num_classes` / `img_size` that disagrees is refused / overrides it with a warning."""
+    from ..inference import InferenceSetup, resolve_inference_setup, setup_from_checkpoint
+
     if not ckpt_path and not random_weights:
         raise UsageError(f"no checkpoint for '{spec}'. Pass --ckpt_path/--compare_ckpt, or "
                          "--random_weights to look at untrained weights on purpose.")
@@ -70,22 +75,30 @@ def build_model(spec: str, ckpt_path: str = "", random_weights: bool = False, nu
         from mindcv.models import create_model as mindcv_create_model
         from mindspore import load_checkpoint, load_param_into_net
 
+        from ..inference import check_ckpt_path
+
         name = spec.split(":", 1)[1]
         model = mindcv_create_model(name, num_classes=num_classes or 1000)
         if ckpt_path:
-            not_loaded, _ = load_param_into_net(model, load_checkpoint(ckpt_path))
+            not_loaded, _ = load_param_into_net(model, load_checkpoint(check_ckpt_path(ckpt_path)))
             if not_loaded:
                 raise UsageError(f"{ckpt_path} does not fit mindcv:{name}; not loaded: {not_loaded[:8]}")
-        cfg = {"input_size": (3, 224, 224), "crop_pct": 0.875, "interpolation": "bilinear",
-               "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+        setup = InferenceSetup(model=spec, num_classes=num_classes or 1000, in_channels=3,
+                               image_size=img_size or 224, crop_pct=0.875, interpolation="bilinear",
+                               mean=IMAGENET_MEAN, std=IMAGENET_STD)
     else:
-        from ..models import create_model, get_default_cfg
+        from ..models import create_model
 
-        model = create_model(spec, num_classes=num_classes or get_default_cfg(spec).num_classes,
+        explicit = {"num_classes": num_classes, "image_size": img_size}
+        flags = {"image_size": "--img_size"}
+        if ckpt_path:
+            _, setup = setup_from_checkpoint(ckpt_path, spec, explicit, flags)
+        else:
+            setup = resolve_inference_setup({}, spec, explicit, flags=flags)
+        model = create_model(spec, num_classes=setup.num_classes, in_channels=setup.in_channels,
                              checkpoint_path=ckpt_path or None)
-        cfg = model.default_cfg
     model.set_train(False)
-    return model, cfg
+    return model, setup
 
 
 def default_layer(model) -> str:
@@ -198,7 +211,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--num_classes", type=int, default=None, help="classifier size of the checkpoints")
     parser.add_argument("--image", required=True, help="an image file, or a folder (its first --max_images)")
     parser.add_argument("--max_images", type=int, default=16)
-    parser.add_argument("--img_size", type=int, default=None, help="input size (default: the model's cfg)")
+    parser.add_argument("--img_size", type=int, default=None,
+                        help="input size (default: the checkpoint's recorded eval size, else the model's cfg)")
     parser.add_argument("--top_k", type=int, default=8, help="most similar pairs to draw")
     parser.add_argument("--out", default="feature_redundancy.png")
     parser.add_argument("--device", default="auto")
@@ -218,15 +232,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         specs.append((args.compare_model, args.compare_ckpt, args.compare_layer))
     panels = []
     for spec, ckpt, layer in specs:
-        model, cfg = build_model(spec, ckpt, args.random_weights, args.num_classes)  # errors: run_main says why
+        # errors (run directory, other model, bad image) reach run_main, which says why
+        model, setup = build_model(spec, ckpt, args.random_weights, args.num_classes, args.img_size)
+        for line in setup.messages():
+            print(f"{spec}: {line}")
         layer = layer or default_layer(model)
-        size = args.img_size or int(cfg["input_size"][-1])
-        batch = np.stack([load_image(p, size, cfg["crop_pct"], cfg["interpolation"], cfg["mean"], cfg["std"])
-                          for p in paths])
+        batch = load_images(paths, setup)
         maps = capture(model, layer, batch)
         sim, alive = cosine_matrix(maps)
         panels.append({"model": spec, "layer": layer, "ckpt": ckpt, "random": not ckpt, "maps": maps,
-                       "summary": summarize(sim, alive, args.top_k)})
+                       "preprocessing": setup.preprocessing_dict(), "summary": summarize(sim, alive, args.top_k)})
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     draw_figure(panels, args.out, args.top_k)
@@ -235,7 +250,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for p in panels:
         s = {k: v for k, v in p["summary"].items() if not k.startswith("_")}
         report["models"].append({"model": p["model"], "layer": p["layer"], "checkpoint": p["ckpt"] or None,
-                                 "map_shape": list(p["maps"].shape[1:]), **s})
+                                 "map_shape": list(p["maps"].shape[1:]),
+                                 "preprocessing": p["preprocessing"], **s})
         top = ", ".join(f"{t['a']}~{t['b']} {t['cos']:.3f}" for t in s["top_pairs"][:3])
         print(f"{p['model']:<24} layer {p['layer']}: {s['channels']} maps {p['maps'].shape[2]}x{p['maps'].shape[3]} "
               f"({s['dead_channels']} all-zero), mean |cos| {s['mean_abs_cos']:.3f}, "
