@@ -7,17 +7,18 @@
 Prints top-1, top-5, loss and img/s, and writes them as JSON (`<output_dir>/validate.json`, or next to the
 checkpoint as `<checkpoint>.eval.json`). Every sample is counted once; the batch size is never changed.
 """
+import dataclasses
 import json
 import os
 import sys
 from typing import List, Optional
 
 from mindghost import runtime
-from mindghost.training.config import ConfigError, parse_args
+from mindghost.training.config import ConfigError, parse_args_with_recipe
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    cfg, cli = parse_args(argv, description="Evaluate a checkpoint on the validation split.")
+    cfg, cli, recipe = parse_args_with_recipe(argv, description="Evaluate a checkpoint on the validation split.")
     if not cfg.ckpt_path:
         raise ConfigError("validate.py needs the weights to evaluate: --ckpt_path /path/to/checkpoint "
                           "(it never evaluates random weights)")
@@ -25,8 +26,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     device, env_note = runtime.prepare_environment(device)
 
     from mindghost.cpu import accelerate_on_cpu
-    from mindghost.data import build_eval_loader, check_dataset, eval_preprocessing
-    from mindghost.models import CheckpointError, create_model
+    from mindghost.data import build_eval_loader, check_dataset
+    from mindghost.models import create_model, load_checkpoint
     from mindghost.training.evaluate import evaluate
     from mindghost.training.logs import LOG, setup_logging, show_progress_bars
     from mindghost.training.plan import raise_problems
@@ -39,22 +40,21 @@ def main(argv: Optional[List[str]] = None) -> dict:
             LOG.info(note)
     if cfg.distribute:
         LOG.info("validate.py runs in one process; 'distribute' is ignored")
+    setup = checkpoint_setup(cfg.ckpt_path, {**recipe, **cli})
+    for line in setup.messages():
+        (LOG.warning if line.startswith("warning: ") else LOG.info)(line)
+    cfg = dataclasses.replace(cfg, model=setup.model, num_classes=setup.num_classes, in_channels=setup.in_channels)
     data, problems = check_dataset(cfg, train=False, val=True)
     raise_problems(problems)
     model = create_model(cfg.model, num_classes=cfg.num_classes, in_channels=cfg.in_channels)
-    from mindghost.models import load_checkpoint
-
     meta = load_checkpoint(model, cfg.ckpt_path, ema=cfg.ema)
-    if meta and meta.get("model") and meta["model"] != cfg.model:
-        raise CheckpointError(f"'{cfg.ckpt_path}' was trained as '{meta['model']}', not '{cfg.model}'; "
-                              f"pass --model {meta['model']}")
     if cfg.fuse_bn == "on" or (cfg.fuse_bn == "auto" and device == "CPU"):
         from mindghost.tools.fuse import fuse_bn
 
         model = fuse_bn(model, input_shape=(1, cfg.in_channels, 64, 64), inplace=True)
         LOG.info(f"folded {len(model.fused_pairs)} BatchNorm layers into their convs (--fuse_bn off to keep them)")
     model = accelerate_on_cpu(model, device)  # after folding: the folded depthwise convs keep the kernel
-    pre = eval_preprocessing(cfg, model.default_cfg)
+    pre = setup.preprocessing()
     batch = cfg.resolved_eval_batch_size()
     n = min(data.val_images, cfg.val_samples) if cfg.val_samples else data.val_images
     LOG.info(f"validating {cfg.model} ({'EMA' if cfg.ema else 'raw'} weights of {cfg.ckpt_path}) on {n} images, "
@@ -79,6 +79,18 @@ def main(argv: Optional[List[str]] = None) -> dict:
     except OSError as e:
         LOG.warning(f"could not write {out} ({e}); pass --output_dir to choose where")
     return result
+
+
+def checkpoint_setup(ckpt_path: str, given: dict):
+    """The model, class count and eval preprocessing: what the recipe or command line set (`given`), else what
+    the checkpoint records, else the model's default cfg; disagreements with the checkpoint are warned about
+    (structure: refused). See `mindghost.inference.resolve_inference_setup`."""
+    from mindghost.inference import setup_from_checkpoint
+
+    keys = ("crop_pct", "interpolation", "mean", "std", "num_classes", "in_channels")
+    explicit = {"image_size": given.get("eval_image_size") or given.get("image_size"),
+                **{k: given.get(k) for k in keys}}
+    return setup_from_checkpoint(ckpt_path, model=given.get("model"), explicit=explicit)[1]
 
 
 if __name__ == "__main__":

@@ -84,3 +84,34 @@ def test_bn_folding_on_cpu_changes_no_result(setup, validate_mod):
     assert folded["bn_folded"] > 0 and kept["bn_folded"] == 0
     assert folded["top1"] == kept["top1"] and folded["top5"] == kept["top5"]
     assert abs(folded["loss"] - kept["loss"]) < 1e-5 * max(1.0, abs(kept["loss"]))
+
+
+def test_checkpoint_records_fill_what_the_user_left_unsaid(setup, validate_mod, capsys):
+    """#12.4: a checkpoint trained at 32 px with its own mean/std and 3 classes, validated with only --ckpt_path
+    (and no model, class count or size), is evaluated the way it was trained; an explicit disagreeing value is
+    used with a warning naming both."""
+    import mindspore as ms
+
+    from mindghost import create_model
+    from mindghost.training.checkpoint import atomic_save
+
+    model = create_model("ghostnet_050", num_classes=3)
+    path = os.path.join(os.path.dirname(setup["plain"]), "recorded.ckpt")
+    config = {"model": "ghostnet_050", "num_classes": 3, "in_channels": 3, "image_size": 32, "eval_image_size": 0,
+              "crop_pct": 1.0, "interpolation": "bilinear", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    ms.save_checkpoint(model, path)
+    params = [{"name": p.name, "data": p} for p in model.get_parameters()]
+    atomic_save(params, path, {"model": "ghostnet_050", "num_classes": 3, "epoch": 2, "global_step": 9,
+                               "config": config})
+    bare = ["--device", "CPU", "--mode", "pynative", "--progress", "False", "--batch_size", "5"]
+    res = validate_mod.main(bare + ["--data_dir", setup["data"], "--ckpt_path", path, "--output_dir", setup["out"]])
+    assert (res["model"], res["image_size"], res["crop_pct"]) == ("ghostnet_050", 32, 1.0)
+    assert res["num_samples"] == 15
+    capsys.readouterr()
+    res = validate_mod.main(bare + ["--data_dir", setup["data"], "--ckpt_path", path, "--image_size", "48",
+                                    "--output_dir", setup["out"]])
+    log = capsys.readouterr().err
+    assert res["image_size"] == 48
+    assert "warning: --image_size 48 overrides the checkpoint's recorded image_size 32" in log, log
+    with pytest.raises(CheckpointError, match="trained as ghostnet_050"):
+        validate_mod.main(bare + ["--data_dir", setup["data"], "--ckpt_path", path, "--model", "ghostnet_100"])

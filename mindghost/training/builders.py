@@ -124,7 +124,8 @@ def training_meta(plan: RunPlan):
 
     def meta(state: TrainState) -> Dict[str, Any]:
         return {
-            "format": 1, "model": cfg.model, "num_classes": cfg.num_classes,
+            "format": 1, "model": cfg.model, "num_classes": cfg.num_classes, "in_channels": cfg.in_channels,
+            "class_names": list(plan.data.classes),  # in class-index order (sorted folder names), for predict
             "epoch": state.epoch_done, "batch_in_epoch": state.batch_done, "global_step": state.step,
             "best": state.best, "metrics": state.metrics or None, "config": cfg.to_dict(),
             "devices": plan.replica.size, "steps_per_epoch": plan.steps_per_epoch,

@@ -382,6 +382,14 @@ def make_parser(description: str = "") -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[List[str]] = None, description: str = "") -> Tuple[Config, Dict[str, Any]]:
     """Parse the command line: returns the resolved Config and the dict of explicitly given CLI values."""
+    cfg, cli, _ = parse_args_with_recipe(argv, description)
+    return cfg, cli
+
+
+def parse_args_with_recipe(argv: Optional[List[str]] = None, description: str = ""
+                           ) -> Tuple[Config, Dict[str, Any], Dict[str, Any]]:
+    """`parse_args`, plus the recipe's own values ({} without --config): what the user set, by either route,
+    as opposed to the schema's defaults (validate.py lets a checkpoint's record fill what neither set)."""
     parser = make_parser(description)
     ns = vars(parser.parse_args(argv))
     config_path = ns.pop("config", "")
@@ -393,13 +401,12 @@ def parse_args(argv: Optional[List[str]] = None, description: str = "") -> Tuple
         cli_raw[key] = value
     try:
         cli = normalize(cli_raw, from_cli=True, source="command line")
-        values = load_yaml(config_path) if config_path else {}
-        values.update(cli)
-        cfg = _validate(Config(**values))
+        recipe = load_yaml(config_path) if config_path else {}
+        cfg = _validate(Config(**{**recipe, **cli}))
     except ConfigError as e:
         parser.error(str(e))
         raise  # pragma: no cover
-    return cfg, cli
+    return cfg, cli, recipe
 
 
 def dump_yaml(cfg: Config, path: str) -> None:
