@@ -3,7 +3,7 @@ import difflib
 import fnmatch
 import sys
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import UsageError
 
@@ -119,6 +119,8 @@ def create_model(
     drop_rate: Optional[float] = None,
     checkpoint_path: Optional[str] = None,
     ema: bool = False,
+    features_only: bool = False,
+    out_indices: Optional[Sequence[int]] = None,
     **kwargs: Any,
 ):
     """Build a registered model; `checkpoint_path` loads weights strictly (a missing or mismatched key raises).
@@ -126,8 +128,17 @@ def create_model(
     `drop_rate=None` keeps the variant's published default. `ema=True` loads the EMA copy of a
     mindghost training checkpoint. Extra keyword arguments go to the family's model class
     (for example `width=`, `ratio=`, `dw_size=` for GhostNet).
+
+    Backbones: `features_only=True` returns a `FeatureListNet` whose call gives a tuple of feature maps, one per
+    index in `out_indices` (default: all five, timm's convention; see `model.feature_info` for each map's
+    channels, reduction and cell, and docs/backbones.md). Weights are loaded into the whole model first, so a
+    full-model checkpoint (or a PyTorch file) loads strictly; then the head and the blocks after the last chosen
+    map are cut off.
     """
     fn = _model_entrypoints[_check_name(name)]
+    if out_indices is not None and not features_only:
+        raise UsageError("out_indices only applies with features_only=True (a backbone); drop it or set "
+                         "features_only=True.")
     if drop_rate is not None:
         kwargs["drop_rate"] = drop_rate
     model = fn(num_classes=num_classes, in_channels=in_channels, **kwargs)
@@ -138,4 +149,8 @@ def create_model(
         from ..weights import load_checkpoint
 
         load_checkpoint(model, checkpoint_path, ema=ema)
+    if features_only:
+        from ._features import FeatureListNet
+
+        model = FeatureListNet(model, out_indices)
     return model

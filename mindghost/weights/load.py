@@ -71,7 +71,11 @@ def load_state_dict(model: nn.Cell, state: Mapping[str, object], source: str = "
             raise CheckpointError(f"--ema was asked for, but {source} holds no EMA weights ('ema.*' keys).")
         state = ema_state
     missing = sorted(k for k in params if k not in state)
-    unexpected = sorted(k for k in state if k not in params and not _is_training_state(k, params))
+    # A backbone (features_only) takes the full model's checkpoints: the head and later blocks it cut off are
+    # expected in the file and skipped; every parameter it holds must still be there.
+    cut_off = set(getattr(model, "dropped_param_names", ()))
+    known = set(params) | cut_off
+    unexpected = sorted(k for k in state if k not in known and not _is_training_state(k, known))
     shapes = []
     for k, p in params.items():
         if k in state:
@@ -105,11 +109,12 @@ def load_checkpoint(model: nn.Cell, path: str, ema: bool = False, filter_fn=None
     """Load weights from `path` into `model`; returns the mindghost metadata dict when the file has one."""
     state = read_checkpoint(path, ema=ema)
     meta = state.pop(META_KEY, None)
+    whole = getattr(model, "full_model", model)  # a backbone: names are mapped against the whole network
     if path.endswith(TORCH_SUFFIXES):
         ema = False  # read_pth already chose the EMA state dict
-        filter_fn = filter_fn or _family_filter_fn(model)
+        filter_fn = filter_fn or _family_filter_fn(whole)
     if filter_fn is not None:
-        state = filter_fn(state, model)
+        state = filter_fn(state, whole)
     load_state_dict(model, state, source=f"Checkpoint '{path}'", ema=ema)
     if meta is None:
         return None
