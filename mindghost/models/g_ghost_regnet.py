@@ -200,20 +200,18 @@ def _cfg(**kwargs) -> DefaultCfg:
                       **kwargs)
 
 
-_RELEASE = "huawei-noah release g_ghost_regnet: "  # github.com/huawei-noah/Efficient-AI-Backbones/releases
-
 default_cfgs = {
     "g_ghost_regnetx_002": _cfg(),
     "g_ghost_regnetx_004": _cfg(),
     "g_ghost_regnetx_006": _cfg(),
     "g_ghost_regnetx_008": _cfg(),
     "g_ghost_regnetx_016": _cfg(),
-    "g_ghost_regnetx_032": _cfg(paper_top1=77.8, weights=_RELEASE + "g_ghost_regnet_3.2g_77.8.pth"),
-    "g_ghost_regnetx_040": _cfg(paper_top1=78.6, weights=_RELEASE + "g_ghost_regnet_4.0g_78.6.pth"),
+    "g_ghost_regnetx_032": _cfg(paper_top1=77.8),
+    "g_ghost_regnetx_040": _cfg(paper_top1=78.6),
     "g_ghost_regnetx_064": _cfg(),
-    "g_ghost_regnetx_080": _cfg(paper_top1=79.0, weights=_RELEASE + "g_ghost_regnet_8.0g_79.0.pth"),
+    "g_ghost_regnetx_080": _cfg(paper_top1=79.0),
     "g_ghost_regnetx_120": _cfg(),
-    "g_ghost_regnetx_160": _cfg(paper_top1=79.9, weights=_RELEASE + "g_ghost_regnet_16.0g_79.9.pth"),
+    "g_ghost_regnetx_160": _cfg(paper_top1=79.9),
     "g_ghost_regnetx_320": _cfg(),
 }
 

@@ -221,8 +221,8 @@ def _cfg(**kwargs) -> DefaultCfg:
 
 default_cfgs = {
     # No weights were published for Ghost-ResNet-50.
-    "ghost_resnet50": _cfg(paper_top1=75.0, weights=""),
-    "ghost_resnet50_s4": _cfg(paper_top1=74.1, weights=""),
+    "ghost_resnet50": _cfg(paper_top1=75.0),
+    "ghost_resnet50_s4": _cfg(paper_top1=74.1),
 }
 
 

@@ -170,10 +170,9 @@ def _cfg(**kwargs) -> DefaultCfg:
 
 default_cfgs = {
     # MindCV ghostnet_*-*.ckpt (8× Ascend 910) top-1: 66.03 / 73.78 / 75.50; official 1.0x .pth: 73.98.
-    "ghostnet_050": _cfg(paper_top1=66.2, weights="mindcv ghostnet_050-85b91860.ckpt"),
-    "ghostnet_100": _cfg(paper_top1=73.9,
-                         weights="mindcv ghostnet_100-bef8025a.ckpt; huawei-noah state_dict_73.98.pth"),
-    "ghostnet_130": _cfg(paper_top1=75.7, weights="mindcv ghostnet_130-cf4c235c.ckpt"),
+    "ghostnet_050": _cfg(paper_top1=66.2),
+    "ghostnet_100": _cfg(paper_top1=73.9),
+    "ghostnet_130": _cfg(paper_top1=75.7),
 }
 
 register_variants(GhostNet, {
