@@ -132,8 +132,8 @@ def load_state_dict(model: nn.Cell, state: Mapping[str, object], source: str = "
         if shapes:
             lines.append(f"  {len(shapes)} shape mismatch(es): {_format_keys(shapes, 6)}")
         if any(_under(k.split(":")[0], head) for k in missing + unexpected + shapes):
-            lines.append(f"  The classifier ('{head}') differs: {NEW_CLASSIFIER_HINT}; to use the checkpoint's "
-                         "classifier, set num_classes to its class count.")
+            lines.append(f"  The classifier differs ('{head}.*'): set num_classes to the checkpoint's class count to "
+                         f"use its classifier, or, {NEW_CLASSIFIER_HINT}.")
         lines.append("  Check that the model name and num_classes match the run that wrote the checkpoint; "
                      "official PyTorch weights go through `python -m mindghost.convert`.")
         raise CheckpointError("\n".join(lines))
