@@ -3,6 +3,13 @@ classes: `ConfigError`, `DataError`, `CheckpointError`). `runtime.run_main` prin
 and exits 2; every other exception keeps its traceback."""
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into the requested model; the message says what to do.
+
+    Defined here, free of MindSpore, so that `mindghost.hub.PretrainedError` (imported before MindSpore) derives
+    from it; `mindghost.weights` and `mindghost.models` re-export it."""
+
+
 class UsageError(ValueError):
     """An argument names something that does not exist or cannot work here (an unknown model name, a layer the
     model lacks, a file without the expected content). The message names the argument and the fix."""

@@ -36,6 +36,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .errors import CheckpointError
+
 _LOG = logging.getLogger("mindghost")
 
 ENV_MIRROR = "MINDGHOST_PRETRAINED_DIR"
@@ -48,11 +50,10 @@ _CHUNK = 1 << 20  # 1 MiB reads: a progress update per MiB, and bounded memory
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
-class PretrainedError(ValueError):
+class PretrainedError(CheckpointError):
     """Pretrained weights that cannot be found, fetched or trusted; the message names the file, URL and the fix.
 
-    A ValueError like `mindghost.models.CheckpointError` (which cannot be imported here without loading MindSpore);
-    once CheckpointError lives in a MindSpore-free module this class should derive from it."""
+    A `CheckpointError` (and so a ValueError): callers that handle bad checkpoints handle these too."""
 
 
 @dataclass(frozen=True)
@@ -421,6 +422,17 @@ def sources_for(model_name: str) -> Tuple[WeightSource, ...]:
         raise PretrainedError(f"No published pretrained weights are known for '{model_name}'. Models with weights: "
                               f"{', '.join(sorted(WEIGHTS))}. Train it, or pass your own file with --ckpt_path.")
     return WEIGHTS[model_name]
+
+
+def models_with_weights() -> List[str]:
+    """Sorted registered names that have published weights in `WEIGHTS`."""
+    return sorted(WEIGHTS)
+
+
+def describe(model_name: str) -> str:
+    """One line naming a model's published weight files ("publisher file; ..."), "" when it has none: the
+    README table's weights column and `default_cfg["weights"]`, derived from `WEIGHTS` (the one source)."""
+    return "; ".join(f"{src.publisher} {src.filename}" for src in WEIGHTS.get(model_name, ()))
 
 
 def fetch_pretrained(model_name: str, mirror_dir: Optional[str] = None, progress: bool = True,

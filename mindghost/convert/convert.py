@@ -41,14 +41,21 @@ def _source_format(path: str) -> str:
 
 
 def convert(model_name: str, src: str, out: str, num_classes: Optional[int] = None, ema: bool = False,
-            force: bool = False) -> Dict[str, Any]:
-    """Convert `src` into a mindghost checkpoint at `out` for `model_name`; returns the metadata written."""
+            force: bool = False, new_classifier: bool = False) -> Dict[str, Any]:
+    """Convert `src` into a mindghost checkpoint at `out` for `model_name`; returns the metadata written.
+
+    `new_classifier=True` (with `num_classes` N): every tensor but the classifier is taken from `src` strictly, the
+    classifier is a freshly initialised N-class one (a starting point for fine-tuning); the dropped keys are
+    logged and listed in the metadata. GhostNetV3 files of either form are detected: a fused file gives a fused
+    checkpoint (`meta["reparameterized"]`)."""
     if not out.endswith(".ckpt"):
         raise ConvertError(f"--out must end with .ckpt (MindSpore checkpoint), got '{out}'")
     if not os.path.isfile(src):
         raise ConvertError(f"source checkpoint not found: '{src}'")
     if os.path.abspath(src) == os.path.abspath(out):
         raise ConvertError("--src and --out are the same file")
+    if new_classifier and num_classes is None:
+        raise ConvertError("--new_classifier needs --num_classes N (the class count of the new classifier)")
     if os.path.exists(out) and not force:
         raise ConvertError(f"'{out}' already exists; pass --force to overwrite it")
     if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
@@ -62,7 +69,8 @@ def convert(model_name: str, src: str, out: str, num_classes: Optional[int] = No
     if num_classes is None:
         num_classes = get_default_cfg(model_name).num_classes
     model = create_model(model_name, num_classes=num_classes)
-    source_meta = load_checkpoint(model, src, ema=ema)  # strict: every parameter, right shapes
+    # strict: every parameter, right shapes (all but the classifier with new_classifier)
+    source_meta = load_checkpoint(model, src, ema=ema, new_classifier=new_classifier)
 
     params = model.parameters_dict()
     cfg = dict(model.default_cfg)
@@ -79,6 +87,8 @@ def convert(model_name: str, src: str, out: str, num_classes: Optional[int] = No
             "ema": ema,
         },
         "converter": {"version": CONVERTER_VERSION, "mindghost": __version__, "mindspore": mindspore.__version__},
+        "new_classifier": new_classifier,
+        "reparameterized": bool(getattr(model, "reparameterized", False)),
         "tensors": len(params),
         "params": int(sum(p.size for p in params.values() if p.requires_grad)),
     }
@@ -97,9 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--src", required=True, help="source checkpoint")
     parser.add_argument("--out", required=True, help="output MindSpore checkpoint (.ckpt)")
     parser.add_argument("--num_classes", type=int, default=None,
-                        help="classifier size of the source weights (default: the model's, 1000 for ImageNet)")
+                        help="classifier size of the source weights (default: the model's, 1000 for ImageNet); with "
+                             "--new_classifier, the size of the new classifier")
     parser.add_argument("--ema", action="store_true",
                         help="take the EMA weights (state_dict_ema in timm checkpoints, ema.* in mindghost ones)")
+    parser.add_argument("--new_classifier", action="store_true",
+                        help="fine-tuning start: take everything but the classifier from --src, and give the output a "
+                             "fresh classifier of --num_classes outputs (the dropped keys are logged)")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     return parser
 
@@ -109,7 +123,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     on any expected failure."""
     args = build_parser().parse_args(argv)
     try:
-        meta = convert(args.model, args.src, args.out, num_classes=args.num_classes, ema=args.ema, force=args.force)
+        meta = convert(args.model, args.src, args.out, num_classes=args.num_classes, ema=args.ema, force=args.force,
+                       new_classifier=args.new_classifier)
     except (CheckpointError, ConvertError, ValueError, OSError, RuntimeError) as e:
         if os.environ.get("MINDGHOST_TRACEBACK"):
             raise

@@ -20,6 +20,10 @@ class ClassifierHeadMixin:
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
         setattr(self, self.classifier_attr, self.make_classifier(num_classes))
+        self.init_classifier()
+
+    def init_classifier(self) -> None:
+        """Re-initialise the classifier's weights in place (the model's init); loaders call it for fine-tuning."""
         init_weights(getattr(self, self.classifier_attr))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:

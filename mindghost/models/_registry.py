@@ -3,7 +3,7 @@ import difflib
 import fnmatch
 import sys
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import UsageError
 
@@ -15,7 +15,9 @@ IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 class DefaultCfg:
     """What a variant's weights expect at evaluation, and where published numbers come from.
 
-    validate.py builds its eval transforms from these fields unless the recipe overrides them.
+    validate.py builds its eval transforms from these fields unless the recipe overrides them. Where the
+    published weight files live is not repeated here: `mindghost.hub.WEIGHTS` is the one table
+    (`hub.describe(name)` gives the one-line summary that `model.default_cfg["weights"]` carries).
     """
 
     input_size: Tuple[int, int, int] = (3, 224, 224)
@@ -26,7 +28,6 @@ class DefaultCfg:
     num_classes: int = 1000
     first_conv: str = "conv_stem"
     classifier: str = "classifier"
-    weights: str = ""  # where published weights come from (file name or URL), "" when none
     paper_top1: Optional[float] = None
     paper: str = ""
 
@@ -119,6 +120,11 @@ def create_model(
     drop_rate: Optional[float] = None,
     checkpoint_path: Optional[str] = None,
     ema: bool = False,
+    pretrained: bool = False,
+    pretrained_dir: Optional[str] = None,
+    new_classifier: bool = False,
+    features_only: bool = False,
+    out_indices: Optional[Sequence[int]] = None,
     **kwargs: Any,
 ):
     """Build a registered model; `checkpoint_path` loads weights strictly (a missing or mismatched key raises).
@@ -126,16 +132,62 @@ def create_model(
     `drop_rate=None` keeps the variant's published default. `ema=True` loads the EMA copy of a
     mindghost training checkpoint. Extra keyword arguments go to the family's model class
     (for example `width=`, `ratio=`, `dw_size=` for GhostNet).
+
+    Published weights: `pretrained=True` loads the variant's published ImageNet weights (`mindghost.hub.WEIGHTS`:
+    found in `pretrained_dir`, `$MINDGHOST_PRETRAINED_DIR` or the cache, else downloaded once; PyTorch files are
+    converted on the fly), strictly. A model without published weights, or a file that cannot be found or
+    trusted, raises `hub.PretrainedError` (a CheckpointError) naming the models that have weights / the file,
+    URL and folder. With `num_classes` other than the weights' (1000) the classifier is replaced automatically
+    (timm's behaviour), and the dropped keys are logged.
+
+    Fine-tuning: `new_classifier=True` with `checkpoint_path` (or `pretrained`) loads every tensor but the
+    classifier (the parameters under `default_cfg["classifier"]`) strictly and keeps a freshly initialised
+    classifier of `num_classes` outputs; it logs which keys were dropped. Without it, a classifier of another
+    size is an error that names this option.
+
+    Backbones: `features_only=True` returns a `FeatureListNet` whose call gives a tuple of feature maps, one per
+    index in `out_indices` (default: all five, timm's convention; see `model.feature_info` for each map's
+    channels, reduction and cell, and docs/backbones.md). Weights are loaded into the whole model first, so a
+    full-model checkpoint (or a PyTorch file) loads strictly; then the head and the blocks after the last chosen
+    map are cut off.
     """
     fn = _model_entrypoints[_check_name(name)]
+    if out_indices is not None and not features_only:
+        raise UsageError("out_indices only applies with features_only=True (a backbone); drop it or set "
+                         "features_only=True.")
+    if pretrained and checkpoint_path:
+        raise UsageError(f"create_model('{name}'): pass either pretrained=True (published weights) or "
+                         f"checkpoint_path='{checkpoint_path}' (your file), not both.")
+    if new_classifier and not (pretrained or checkpoint_path):
+        raise UsageError("new_classifier=True replaces the classifier of loaded weights: pass checkpoint_path= or "
+                         "pretrained=True with it.")
+    if pretrained_dir and not pretrained:
+        raise UsageError("pretrained_dir is the folder searched for published weights: it needs pretrained=True.")
+    from .. import hub
+
+    if pretrained:
+        hub.sources_for(name)  # fails before building when the variant has no published weights
     if drop_rate is not None:
         kwargs["drop_rate"] = drop_rate
     model = fn(num_classes=num_classes, in_channels=in_channels, **kwargs)
     cfg = _model_default_cfgs[name].to_dict()
-    cfg.update(num_classes=num_classes, input_size=(in_channels,) + tuple(cfg["input_size"][1:]), architecture=name)
+    cfg.update(num_classes=num_classes, input_size=(in_channels,) + tuple(cfg["input_size"][1:]), architecture=name,
+               weights=hub.describe(name))
     model.default_cfg = cfg
-    if checkpoint_path:
+    if checkpoint_path or pretrained:
         from ..weights import load_checkpoint
 
-        load_checkpoint(model, checkpoint_path, ema=ema)
+        reason = "new_classifier=True"
+        if pretrained:
+            checkpoint_path, source = hub.fetch_pretrained(name, mirror_dir=pretrained_dir)
+            published = _model_default_cfgs[name].num_classes
+            if num_classes != published and not new_classifier:
+                new_classifier = True
+                reason = f"the published weights have {published} classes, num_classes={num_classes}"
+            ema = source.ema
+        load_checkpoint(model, checkpoint_path, ema=ema, new_classifier=new_classifier, new_classifier_reason=reason)
+    if features_only:
+        from ._features import FeatureListNet
+
+        model = FeatureListNet(model, out_indices)
     return model

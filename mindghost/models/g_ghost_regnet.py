@@ -22,6 +22,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from ..weights import rename_torch_state_dict, unwrap_state_dict
+from ._features import FeatureMixin, feature_dict
 from ._head import ClassifierHeadMixin
 from ._registry import DefaultCfg, Variant, register_variants
 from .layers import GlobalAvgPool, conv2d, init_weights
@@ -137,7 +138,7 @@ def _plain_stage(in_chs: int, out_chs: int, group_width: int, depth: int, stride
     return nn.SequentialCell(blocks)
 
 
-class GGhostRegNet(ClassifierHeadMixin, nn.Cell):
+class GGhostRegNet(FeatureMixin, ClassifierHeadMixin, nn.Cell):
     """G-GhostNet on a RegNetX design: 3×3 stem (32 channels, stride 2) → 4 stages (stride 2 each) → pool → fc.
 
     Stage 1 is plain RegNetX; a later stage is a G-Ghost stage when it has more than 2 blocks (as in the
@@ -161,12 +162,16 @@ class GGhostRegNet(ClassifierHeadMixin, nn.Cell):
         self.bn1 = nn.BatchNorm2d(stem_chs)
         self.relu = nn.ReLU()
         prev_chs = stem_chs
+        # Backbone maps (timm's RegNet convention, MindCV's too): the stem, then the end of each stage.
+        self.feature_info = [feature_dict(stem_chs, 2, "relu")]
+        self.trunk_names = ("conv1", "bn1", "relu", "layer1", "layer2", "layer3", "layer4")
         for i, (depth, width) in enumerate(zip(arch.depths, arch.widths)):
             if i > 0 and depth > 2:
                 stage = GGhostStage(prev_chs, width, arch.group_width, depth, 2, cheap_ratio)
             else:
                 stage = _plain_stage(prev_chs, width, arch.group_width, depth, 2)
             setattr(self, f"layer{i + 1}", stage)
+            self.feature_info.append(feature_dict(width, 2 ** (i + 2), f"layer{i + 1}"))
             prev_chs = width
         self.num_features = prev_chs
         self.global_pool = GlobalAvgPool()
@@ -195,20 +200,18 @@ def _cfg(**kwargs) -> DefaultCfg:
                       **kwargs)
 
 
-_RELEASE = "huawei-noah release g_ghost_regnet: "  # github.com/huawei-noah/Efficient-AI-Backbones/releases
-
 default_cfgs = {
     "g_ghost_regnetx_002": _cfg(),
     "g_ghost_regnetx_004": _cfg(),
     "g_ghost_regnetx_006": _cfg(),
     "g_ghost_regnetx_008": _cfg(),
     "g_ghost_regnetx_016": _cfg(),
-    "g_ghost_regnetx_032": _cfg(paper_top1=77.8, weights=_RELEASE + "g_ghost_regnet_3.2g_77.8.pth"),
-    "g_ghost_regnetx_040": _cfg(paper_top1=78.6, weights=_RELEASE + "g_ghost_regnet_4.0g_78.6.pth"),
+    "g_ghost_regnetx_032": _cfg(paper_top1=77.8),
+    "g_ghost_regnetx_040": _cfg(paper_top1=78.6),
     "g_ghost_regnetx_064": _cfg(),
-    "g_ghost_regnetx_080": _cfg(paper_top1=79.0, weights=_RELEASE + "g_ghost_regnet_8.0g_79.0.pth"),
+    "g_ghost_regnetx_080": _cfg(paper_top1=79.0),
     "g_ghost_regnetx_120": _cfg(),
-    "g_ghost_regnetx_160": _cfg(paper_top1=79.9, weights=_RELEASE + "g_ghost_regnet_16.0g_79.9.pth"),
+    "g_ghost_regnetx_160": _cfg(paper_top1=79.9),
     "g_ghost_regnetx_320": _cfg(),
 }
 

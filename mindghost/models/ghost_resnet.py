@@ -26,6 +26,7 @@ from mindcv.models.resnet import ResNet
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common import initializer as init
 
+from ._features import FeatureMixin, feature_dict
 from ._head import ClassifierHeadMixin
 from ._registry import DefaultCfg, Variant, register_variants
 from .layers import GhostModule, GlobalAvgPool, conv2d, ghost_split, init_weights
@@ -168,7 +169,7 @@ class _Bottleneck(_MindCVBottleneck):
         return self.relu(out + identity)
 
 
-class GhostResNet(ClassifierHeadMixin, ResNet):
+class GhostResNet(FeatureMixin, ClassifierHeadMixin, ResNet):
     """MindCV's ResNet (bottleneck blocks) with every conv but the stem, and the classifier, made Ghost modules.
 
     Parameter names are MindCV's ResNet's (`layer1.0.conv1.primary_conv.weight`, `classifier.primary.weight`).
@@ -194,6 +195,11 @@ class GhostResNet(ClassifierHeadMixin, ResNet):
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
         init_weights(self)
         self.reset_classifier(num_classes)
+        # Backbone maps (timm's and MindCV's ResNet convention): the stem before the max-pool, then each stage.
+        self.trunk_names = ("conv1", "bn1", "relu", "max_pool", "layer1", "layer2", "layer3", "layer4")
+        widths = [self.bn1.gamma.shape[0]] + [getattr(self, f"layer{i}")[-1].conv3.out_channels for i in range(1, 5)]
+        self.feature_info = [feature_dict(c, 2 ** (i + 1), m) for i, (c, m) in
+                             enumerate(zip(widths, ("relu", "layer1", "layer2", "layer3", "layer4")))]
 
     def make_classifier(self, num_classes: int) -> nn.Cell:
         if num_classes > 0 and self.ghost_classifier:
@@ -215,8 +221,8 @@ def _cfg(**kwargs) -> DefaultCfg:
 
 default_cfgs = {
     # No weights were published for Ghost-ResNet-50.
-    "ghost_resnet50": _cfg(paper_top1=75.0, weights=""),
-    "ghost_resnet50_s4": _cfg(paper_top1=74.1, weights=""),
+    "ghost_resnet50": _cfg(paper_top1=75.0),
+    "ghost_resnet50_s4": _cfg(paper_top1=74.1),
 }
 
 

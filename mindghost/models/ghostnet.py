@@ -12,6 +12,7 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from ..weights import rename_torch_state_dict
+from ._features import FeatureMixin, feature_dict
 from ._head import ClassifierHeadMixin
 from ._registry import DefaultCfg, Variant, register_variants
 from .layers import ConvBnAct, GhostModule, GlobalAvgPool, SqueezeExcite, conv2d, init_weights, make_divisible
@@ -85,7 +86,7 @@ class GhostBottleneck(nn.Cell):
         return x + shortcut  # not `+=`: an in-place add has no ONNX mapping
 
 
-class GhostNet(ClassifierHeadMixin, nn.Cell):
+class GhostNet(FeatureMixin, ClassifierHeadMixin, nn.Cell):
     """GhostNet v1 with any width multiplier and any Ghost-module ratio `ratio` (s) and cheap kernel `dw_size` (d)."""
 
     def __init__(
@@ -111,9 +112,12 @@ class GhostNet(ClassifierHeadMixin, nn.Cell):
         self.bn1 = nn.BatchNorm2d(stem_chs)
         self.act1 = nn.ReLU()
         prev_chs = stem_chs
+        # Backbone maps (timm's convention): the stem, then each stage that halves the resolution, at its end.
+        self.feature_info = [feature_dict(stem_chs, 2, "act1")]
+        reduction = 2
         stages = []
         index = 0
-        for stage in arch:
+        for stage_index, stage in enumerate(arch):
             blocks = []
             for spec in stage:
                 out_chs = make_divisible(spec.out * width, 4)
@@ -121,9 +125,13 @@ class GhostNet(ClassifierHeadMixin, nn.Cell):
                 prev_chs = out_chs
                 index += 1
             stages.append(nn.SequentialCell(blocks))
+            if any(spec.stride > 1 for spec in stage):
+                reduction *= 2
+                self.feature_info.append(feature_dict(prev_chs, reduction, f"blocks.{stage_index}"))
         head_chs = make_divisible(arch[-1][-1].exp * width, 4)
         stages.append(ConvBnAct(prev_chs, head_chs, 1))
         self.blocks = nn.SequentialCell(stages)
+        self.trunk_names = ("conv_stem", "bn1", "act1") + tuple(f"blocks.{i}" for i in range(len(stages)))
         self.num_features = 1280  # the 1×1 head conv width is fixed, not scaled with `width`
         self.conv_head = conv2d(head_chs, self.num_features, 1, bias=True)
         self.act2 = nn.ReLU()
@@ -162,10 +170,9 @@ def _cfg(**kwargs) -> DefaultCfg:
 
 default_cfgs = {
     # MindCV ghostnet_*-*.ckpt (8× Ascend 910) top-1: 66.03 / 73.78 / 75.50; official 1.0x .pth: 73.98.
-    "ghostnet_050": _cfg(paper_top1=66.2, weights="mindcv ghostnet_050-85b91860.ckpt"),
-    "ghostnet_100": _cfg(paper_top1=73.9,
-                         weights="mindcv ghostnet_100-bef8025a.ckpt; huawei-noah state_dict_73.98.pth"),
-    "ghostnet_130": _cfg(paper_top1=75.7, weights="mindcv ghostnet_130-cf4c235c.ckpt"),
+    "ghostnet_050": _cfg(paper_top1=66.2),
+    "ghostnet_100": _cfg(paper_top1=73.9),
+    "ghostnet_130": _cfg(paper_top1=75.7),
 }
 
 register_variants(GhostNet, {

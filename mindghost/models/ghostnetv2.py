@@ -115,9 +115,9 @@ def _cfg(**kwargs) -> DefaultCfg:
 
 default_cfgs = {
     # timm ghostnetv2_*.in1k top-1: 75.186 / 76.746 / 77.836.
-    "ghostnetv2_100": _cfg(paper_top1=75.3, weights="huawei-noah ck_ghostnetv2_10.pth.tar; timm ghostnetv2_100.in1k"),
-    "ghostnetv2_130": _cfg(paper_top1=76.9, weights="huawei-noah ck_ghostnetv2_13.pth.tar; timm ghostnetv2_130.in1k"),
-    "ghostnetv2_160": _cfg(paper_top1=77.8, weights="huawei-noah ck_ghostnetv2_16.pth.tar; timm ghostnetv2_160.in1k"),
+    "ghostnetv2_100": _cfg(paper_top1=75.3),
+    "ghostnetv2_130": _cfg(paper_top1=76.9),
+    "ghostnetv2_160": _cfg(paper_top1=77.8),
 }
 
 register_variants(GhostNetV2, {

@@ -317,6 +317,18 @@ class GhostNetV3(GhostNet):
             _forget_compiled_graphs(self)
         return self
 
+    @staticmethod
+    def checkpoint_form(keys: Sequence[str]) -> Optional[str]:
+        """"fused" if checkpoint `keys` hold fused Ghost modules (`...primary_conv.0.weight`: timm's
+        `convert_to_deploy()` files, the authors' re-parameterised files, our fused saves), "train" if they hold
+        branches only (`_rpr_`), None when neither shows (not a GhostNetV3 checkpoint). `weights.load_checkpoint`
+        uses it to load either form into either model."""
+        if any(k.endswith(("primary_conv.0.weight", "cheap_operation.0.weight")) for k in keys):
+            return "fused"
+        if any("_rpr_" in k for k in keys):
+            return "train"
+        return None
+
 
 def reparameterize_model(model: nn.Cell) -> nn.Cell:
     """The inference form of any model, in place: fuses every re-parameterisable cell (GhostNetV3 today) and
@@ -384,8 +396,7 @@ default_cfgs = {
     # Paper top-1 (600 epochs with distillation): 1.0x 77.1, 1.3x 79.1; timm ghostnetv3_100.in1k 76.936.
     # 0.5x and 1.6x: not in the sources we could check, so left unset.
     "ghostnetv3_050": _cfg(),
-    "ghostnetv3_100": _cfg(paper_top1=77.1, weights="huawei-noah GhostNetV3/ghostnetv3-1.0.pth.tar; "
-                                                    "timm ghostnetv3_100.in1k"),
+    "ghostnetv3_100": _cfg(paper_top1=77.1),
     "ghostnetv3_130": _cfg(paper_top1=79.1),
     "ghostnetv3_160": _cfg(),
 }

@@ -48,6 +48,7 @@ def profile(names: Sequence[str], img_size: Optional[int] = None) -> List[dict]:
     """One row per model: parameters of the model as built (the train form, for GhostNetV3 with its branches),
     `deployed_trainable` and MACs of the inference form (`reparameterize_model`: GhostNetV3's branches fused;
     the same model for the other families)."""
+    from ..hub import describe
     from ..models import create_model, get_default_cfg, reparameterize_model
 
     rows = []
@@ -59,7 +60,7 @@ def profile(names: Sequence[str], img_size: Optional[int] = None) -> List[dict]:
         deployed = reparameterize_model(model)
         rows.append({"model": name, "input_size": list(size), **params,
                      "deployed_trainable": count_params(deployed)["trainable"], "macs": count_macs(deployed, size),
-                     "paper_top1": cfg.paper_top1, "weights": cfg.weights})
+                     "paper_top1": cfg.paper_top1, "weights": describe(name)})
     return rows
 
 

@@ -7,12 +7,10 @@ import json
 import os
 from typing import Any, Dict, Union
 
+from ..errors import CheckpointError  # noqa: F401  (defined MindSpore-free there; re-exported from here)
+
 META_KEY = "mindghost_meta"  # the JSON entry that makes a checkpoint self-describing
 TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin")  # read by the torch-free reader (weights.pth)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded into the requested model; the message says what to do."""
 
 
 class CheckpointSaveError(RuntimeError):

@@ -6,6 +6,7 @@ and PyTorch state dicts (`.pth`, `.pth.tar`, `.pt`, read without torch and witho
 Every model parameter must be present with the right shape; anything else is an error listing the keys.
 """
 import json
+import logging
 import os
 import sys
 from typing import Dict, List, Mapping, Optional
@@ -16,7 +17,13 @@ from mindspore import Parameter, Tensor, load_param_into_net, nn
 from mindspore import load_checkpoint as ms_load_checkpoint
 
 from .io import META_KEY, TORCH_SUFFIXES, CheckpointError
-from .pth import read_pth
+from .pth import read_pth, unwrap_state_dict
+
+_LOG = logging.getLogger("mindghost")
+
+# What to pass to start from a checkpoint whose classifier has another class count (one name everywhere).
+NEW_CLASSIFIER_HINT = ("to fine-tune with a new classifier, pass new_classifier=True (create_model / load_checkpoint; "
+                       "train.py --new_classifier True; python -m mindghost.convert --new_classifier)")
 
 
 def read_checkpoint(path: str, ema: bool = False) -> Dict[str, object]:
@@ -62,16 +69,53 @@ def _format_keys(keys: List[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_state_dict(model: nn.Cell, state: Mapping[str, object], source: str = "checkpoint", ema: bool = False) -> None:
-    """Load {name: array} into `model` strictly: missing, unexpected or mis-shaped keys raise CheckpointError."""
+def _classifier_name(model: nn.Cell) -> str:
+    return getattr(model, "default_cfg", {}).get("classifier", "classifier")
+
+
+def _under(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(prefix + ".")
+
+
+def _drop_classifier(model: nn.Cell, state: Mapping[str, object], params: Mapping[str, Parameter], source: str,
+                     why: str) -> Dict[str, object]:
+    """`state` without the classifier's keys (`default_cfg["classifier"]`), logging exactly what is dropped."""
+    head = _classifier_name(model)
+    dropped = sorted(k for k in state if _under(k, head))
+    kept = {k: v for k, v in state.items() if k not in dropped}
+    fresh = sorted(k for k in params if _under(k, head))
+    shown = ", ".join(f"{k} {tuple(_as_numpy(state[k]).shape)}" for k in dropped) or "none"
+    _LOG.warning("%s: new classifier (%s): dropped the checkpoint's classifier keys %s; the model's %s %s "
+                 "keep their fresh initialisation. Every other tensor loads strictly.", source, why, shown,
+                 head, ", ".join(f"{k} {tuple(params[k].shape)}" for k in fresh) or "(none: the model has no "
+                 "classifier)")
+    return kept
+
+
+def load_state_dict(model: nn.Cell, state: Mapping[str, object], source: str = "checkpoint", ema: bool = False,
+                    new_classifier: bool = False, new_classifier_reason: str = "new_classifier=True") -> None:
+    """Load {name: array} into `model` strictly: missing, unexpected or mis-shaped keys raise CheckpointError.
+
+    `new_classifier=True` (fine-tuning on other classes): the classifier's keys (the parameters under
+    `model.default_cfg["classifier"]`, e.g. `classifier.*`, `fc.*`) are dropped from `state` and the model's
+    classifier is re-initialised (`model.init_classifier()`); both are logged, key by key, with
+    `new_classifier_reason` saying why. Every other tensor still loads strictly."""
     params = model.parameters_dict()
     if ema:
         ema_state = {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")}
         if not ema_state:
             raise CheckpointError(f"--ema was asked for, but {source} holds no EMA weights ('ema.*' keys).")
         state = ema_state
+    head = _classifier_name(model)
+    if new_classifier:
+        state = _drop_classifier(model, state, params, source, new_classifier_reason)
+        params = {k: p for k, p in params.items() if not _under(k, head)}
     missing = sorted(k for k in params if k not in state)
-    unexpected = sorted(k for k in state if k not in params and not _is_training_state(k, params))
+    # A backbone (features_only) takes the full model's checkpoints: the head and later blocks it cut off are
+    # expected in the file and skipped; every parameter it holds must still be there.
+    cut_off = set(getattr(model, "dropped_param_names", ()))
+    known = set(params) | cut_off
+    unexpected = sorted(k for k in state if k not in known and not _is_training_state(k, known))
     shapes = []
     for k, p in params.items():
         if k in state:
@@ -87,30 +131,55 @@ def load_state_dict(model: nn.Cell, state: Mapping[str, object], source: str = "
             lines.append(f"  unexpected {len(unexpected)} key(s): {_format_keys(unexpected)}")
         if shapes:
             lines.append(f"  {len(shapes)} shape mismatch(es): {_format_keys(shapes, 6)}")
-        cls = getattr(model, "default_cfg", {}).get("classifier", "classifier")
-        if any(s.startswith(cls + ".") for s in shapes):
-            lines.append("  The classifier differs: set num_classes to the checkpoint's class count.")
+        if any(_under(k.split(":")[0], head) for k in missing + unexpected + shapes):
+            lines.append(f"  The classifier differs ('{head}.*'): set num_classes to the checkpoint's class count to "
+                         f"use its classifier, or, {NEW_CLASSIFIER_HINT}.")
         lines.append("  Check that the model name and num_classes match the run that wrote the checkpoint; "
                      "official PyTorch weights go through `python -m mindghost.convert`.")
         raise CheckpointError("\n".join(lines))
     to_load = {}
-    for k, p in params.items():
-        to_load[k] = Parameter(Tensor(_as_numpy(state[k]), dtype=p.dtype), name=k)
+    for k, p in model.parameters_dict().items():  # the new classifier keeps its values (re-initialised below)
+        value = state[k] if k in params else p.asnumpy()
+        to_load[k] = Parameter(Tensor(_as_numpy(value), dtype=p.dtype), name=k)
     not_loaded, _ = load_param_into_net(model, to_load, strict_load=True)
     if not_loaded:  # load_param_into_net returns, rather than raises, what it skipped
         raise CheckpointError(f"{source}: parameters not loaded: {_format_keys(sorted(not_loaded))}")
+    if new_classifier and callable(getattr(model, "init_classifier", None)):
+        model.init_classifier()  # fresh even when the model had loaded other weights before
 
 
-def load_checkpoint(model: nn.Cell, path: str, ema: bool = False, filter_fn=None) -> Optional[dict]:
-    """Load weights from `path` into `model`; returns the mindghost metadata dict when the file has one."""
+def load_checkpoint(model: nn.Cell, path: str, ema: bool = False, filter_fn=None, new_classifier: bool = False,
+                    new_classifier_reason: str = "new_classifier=True") -> Optional[dict]:
+    """Load weights from `path` into `model`; returns the mindghost metadata dict when the file has one.
+
+    Strict (see `load_state_dict`); `new_classifier=True` drops and re-initialises the classifier only.
+    A re-parameterisable model (GhostNetV3) takes a checkpoint of either form: a fused (inference-form) file
+    fuses a training-form model first, a training-form file is fused on the fly into a fused model; both logged."""
     state = read_checkpoint(path, ema=ema)
     meta = state.pop(META_KEY, None)
-    if path.endswith(TORCH_SUFFIXES):
+    whole = getattr(model, "full_model", model)  # a backbone: names are mapped against the whole network
+    torch_file = path.endswith(TORCH_SUFFIXES)
+    form_of = getattr(whole, "checkpoint_form", None)
+    if callable(form_of):
+        keys = list(unwrap_state_dict(state)) if torch_file else [k[4:] if ema and k.startswith("ema.") else k
+                                                                  for k in state]
+        form = form_of(keys)
+        if form == "fused" and not whole.reparameterized:
+            _LOG.warning("Checkpoint '%s' holds the fused (re-parameterised) form: the model is reparameterized "
+                         "to match it before loading.", path)
+            model.reparameterize()
+        elif form == "train" and whole.reparameterized and filter_fn is None:
+            _LOG.info("Checkpoint '%s' holds the training form: its branches are fused while loading.", path)
+            filter_fn = _family_filter_fn(whole)
+    if torch_file:
         ema = False  # read_pth already chose the EMA state dict
-        filter_fn = filter_fn or _family_filter_fn(model)
+        filter_fn = filter_fn or _family_filter_fn(whole)
     if filter_fn is not None:
-        state = filter_fn(state, model)
-    load_state_dict(model, state, source=f"Checkpoint '{path}'", ema=ema)
+        if not torch_file:  # MindSpore files give Parameters; the filters work on arrays
+            state = {k: _as_numpy(v) for k, v in state.items()}
+        state = filter_fn(state, whole)
+    load_state_dict(model, state, source=f"Checkpoint '{path}'", ema=ema, new_classifier=new_classifier,
+                    new_classifier_reason=new_classifier_reason)
     if meta is None:
         return None
     return json.loads(meta if isinstance(meta, str) else str(meta))
