@@ -48,6 +48,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if meta and meta.get("model") and meta["model"] != cfg.model:
         raise CheckpointError(f"'{cfg.ckpt_path}' was trained as '{meta['model']}', not '{cfg.model}'; "
                               f"pass --model {meta['model']}")
+    # a training checkpoint of GhostNetV3 holds the train form: evaluate the fused inference form (exact up to
+    # rounding, fewer convs); a no-op for the other families and for fused weights
+    from mindghost.models import reparameterize_model
+
+    model = reparameterize_model(model)
     if cfg.fuse_bn == "on" or (cfg.fuse_bn == "auto" and device == "CPU"):
         from mindghost.tools.fuse import fuse_bn
 
@@ -64,7 +69,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     result = {"model": cfg.model, "checkpoint": os.path.abspath(cfg.ckpt_path), "ema": cfg.ema,
               "data_dir": cfg.data_dir, "split": cfg.val_split, "batch_size": batch, "device": device,
               "image_size": pre.image_size, "crop_pct": pre.crop_pct, "interpolation": pre.interpolation,
-              "bn_folded": len(getattr(model, "fused_pairs", ())), **res}
+              "bn_folded": len(getattr(model, "fused_pairs", ())),
+              "reparameterized": bool(getattr(model, "reparameterized", False)), **res}
     if meta:
         result["trained_epochs"] = meta.get("epoch")
     LOG.info(f"top-1 {res['top1']:.2f}  top-5 {res['top5']:.2f}  loss {res['loss']:.4f}  "

@@ -162,3 +162,21 @@ def test_kd_values_are_checked_by_the_config(flags, match, capsys):
     with pytest.raises(SystemExit):
         parse_args(flags)
     assert match in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_kd_run_under_msrun(tiny, teacher_ckpt, tmp_path):
+    """2 CPU workers, each building its own teacher: exits 0, rank 0 writes a student-only checkpoint."""
+    from test_distributed import MSRUN, finish, msrun
+
+    if not os.path.isfile(MSRUN):
+        pytest.skip("msrun not found next to the Python executable")
+    args = KD_ARGS + ["--data_dir", tiny, "--teacher_ckpt", teacher_ckpt, "--output_dir", str(tmp_path / "run"),
+                      "--epochs", "1"]
+    finish(msrun(str(tmp_path / "log"), args), "msrun KD run")
+    state = _state(str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
+    assert state and not [k for k in state if "teacher" in k]
+    metrics = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert json.load(open(tmp_path / "run" / "summary.json"))["devices"] == 2
+    assert np.isfinite(metrics[0]["train_kd_loss"])

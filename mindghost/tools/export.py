@@ -82,8 +82,9 @@ def setup_mindspore(device: str, mode: str = "graph", cpu_threads: int = 0) -> N
 
 def build_model(name: str, ckpt_path: str = "", random_weights: bool = False, num_classes: Optional[int] = None,
                 ema: bool = False):
-    """A registered model in eval mode with weights from `ckpt_path`; random weights only when asked for."""
-    from ..models import create_model, get_default_cfg
+    """A registered model in eval mode, in its inference form, with weights from `ckpt_path`; random weights only
+    when asked for."""
+    from ..models import create_model, get_default_cfg, reparameterize_model
 
     if not ckpt_path and not random_weights:
         from ..errors import UsageError
@@ -93,6 +94,7 @@ def build_model(name: str, ckpt_path: str = "", random_weights: bool = False, nu
     if num_classes is None:
         num_classes = get_default_cfg(name).num_classes
     model = create_model(name, num_classes=num_classes, checkpoint_path=ckpt_path or None, ema=ema)
+    model = reparameterize_model(model)  # GhostNetV3: the fused inference form, before BN folding; else a no-op
     model.set_train(False)
     return model
 
