@@ -27,7 +27,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
     from mindghost.cpu import accelerate_on_cpu
     from mindghost.data import build_eval_loader, check_dataset
-    from mindghost.models import create_model, load_checkpoint
+    from mindghost.models import create_model, load_checkpoint, reparameterize_model
     from mindghost.training.evaluate import evaluate
     from mindghost.training.logs import LOG, setup_logging, show_progress_bars
     from mindghost.training.plan import raise_problems
@@ -48,6 +48,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     raise_problems(problems)
     model = create_model(cfg.model, num_classes=cfg.num_classes, in_channels=cfg.in_channels)
     meta = load_checkpoint(model, cfg.ckpt_path, ema=cfg.ema)
+    # a training checkpoint of GhostNetV3 holds the train form: evaluate the fused inference form (exact up to
+    # rounding, fewer convs); a no-op for the other families and for fused weights
+    model = reparameterize_model(model)
     if cfg.fuse_bn == "on" or (cfg.fuse_bn == "auto" and device == "CPU"):
         from mindghost.tools.fuse import fuse_bn
 
@@ -64,7 +67,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     result = {"model": cfg.model, "checkpoint": os.path.abspath(cfg.ckpt_path), "ema": cfg.ema,
               "data_dir": cfg.data_dir, "split": cfg.val_split, "batch_size": batch, "device": device,
               "image_size": pre.image_size, "crop_pct": pre.crop_pct, "interpolation": pre.interpolation,
-              "bn_folded": len(getattr(model, "fused_pairs", ())), **res}
+              "bn_folded": len(getattr(model, "fused_pairs", ())),
+              "reparameterized": bool(getattr(model, "reparameterized", False)), **res}
     if meta:
         result["trained_epochs"] = meta.get("epoch")
     LOG.info(f"top-1 {res['top1']:.2f}  top-5 {res['top5']:.2f}  loss {res['loss']:.4f}  "

@@ -115,3 +115,43 @@ def test_checkpoint_records_fill_what_the_user_left_unsaid(setup, validate_mod, 
     assert "warning: --image_size 48 overrides the checkpoint's recorded image_size 32" in log, log
     with pytest.raises(CheckpointError, match="trained as ghostnet_050"):
         validate_mod.main(bare + ["--data_dir", setup["data"], "--ckpt_path", path, "--model", "ghostnet_100"])
+
+
+def test_ghostnetv3_train_form_checkpoint_validates_fused(tmp_path, validate_mod):
+    """A GhostNetV3 checkpoint as training writes it (train form, branches unfused) is evaluated in the fused form;
+    top-1 and loss equal the unfused model's on the same images. Non-trivial BN statistics make a wrong fusion show.
+    64 px: V3's DFC attention needs maps >= 2x2 at its last stages."""
+    import numpy as np
+
+    import mindspore as ms
+
+    from mindghost import create_model
+    from mindghost.data import build_eval_loader, eval_preprocessing
+    from mindghost.training.config import build_config
+    from mindghost.training.evaluate import evaluate
+    from mindghost.training.train_step import EvalNet
+
+    data = write_tiny_imagefolder(str(tmp_path / "data"), size=64)
+    model = create_model("ghostnetv3_050", num_classes=3)
+    rng = np.random.default_rng(0)
+    for p in model.get_parameters():
+        # gamma < 1: the train form sums up to five BN branches per conv, which would blow the logits up
+        ranges = {"moving_mean": (-0.2, 0.2), "beta": (-0.2, 0.2), "moving_variance": (0.5, 1.5), "gamma": (0.1, 0.4)}
+        kind = p.name.rsplit(".", 1)[-1]
+        if kind in ranges:
+            p.set_data(ms.Tensor(rng.uniform(*ranges[kind], p.shape).astype(np.float32)))
+    ckpt = str(tmp_path / "v3_train_form.ckpt")
+    ms.save_checkpoint(model, ckpt)
+    args = ["--model", "ghostnetv3_050", "--num_classes", "3", "--image_size", "64", "--device", "CPU",
+            "--mode", "pynative", "--progress", "False", "--data_dir", data, "--ckpt_path", ckpt,
+            "--batch_size", "15", "--output_dir", str(tmp_path / "out"), "--fuse_bn", "off"]
+    res = validate_mod.main(args)
+    assert res["reparameterized"] and not model.reparameterized
+
+    cfg = build_config({"model": "ghostnetv3_050", "num_classes": 3, "image_size": 64, "data_dir": data})
+    pre = eval_preprocessing(cfg, model.default_cfg)
+    model.set_train(False)
+    ref = evaluate(EvalNet(model), build_eval_loader(cfg, pre, 15), 15)  # the unfused train form
+    assert res["num_samples"] == ref["num_samples"] == 15
+    assert res["top1"] == ref["top1"] and res["top5"] == ref["top5"]
+    assert abs(res["loss"] - ref["loss"]) < 1e-5 * max(1.0, abs(ref["loss"]))

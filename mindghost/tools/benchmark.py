@@ -64,13 +64,17 @@ def _ms_infer(model, x: np.ndarray) -> Callable[[], object]:
     return lambda: model(xt).asnumpy()
 
 
-def _ms_train(model, x: np.ndarray, num_classes: int) -> Callable[[], object]:
+def _ms_train(model, x: np.ndarray, num_classes: int, teacher=None) -> Callable[[], object]:
+    """`teacher` (a model, or None): a knowledge-distillation step (train.py's WithDistillLoss, teacher frozen)."""
     import mindspore as ms
     from mindspore import nn
 
+    from ..training.distill import WithDistillLoss
+
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     optimizer = nn.Momentum(model.trainable_params(), learning_rate=0.01, momentum=0.9)
-    step = nn.TrainOneStepCell(nn.WithLossCell(model, loss), optimizer)
+    net = nn.WithLossCell(model, loss) if teacher is None else WithDistillLoss(model, teacher, loss)
+    step = nn.TrainOneStepCell(net, optimizer)
     step.set_train(True)
     xt = ms.Tensor(x)
     yt = ms.Tensor(np.arange(x.shape[0], dtype=np.int32) % num_classes)
@@ -224,6 +228,8 @@ def build_parser(peers: Sequence[str] = IN_PROCESS_PEERS, peer_help: str = PEER_
                         "class count and input channels are used unless given (the speed hardly depends on them)")
     parser.add_argument("--peers", nargs="*", default=[], choices=list(peers), help=peer_help)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--teacher", default="", help="train task: a knowledge-distillation step with this registered "
+                        "model as the frozen teacher (random weights, fused form, as train.py runs it)")
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds per task (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per implementation after the first")
     parser.add_argument("--settle", type=float, default=0.2, metavar="SECONDS",
@@ -278,12 +284,14 @@ def _model_builders(args, device: str, skipped: Dict[str, str],
                     trace_shape: Sequence[int]) -> Dict[str, Callable[[], object]]:
     """A fresh model per call for each in-process MindSpore implementation (a train step changes its model);
     `trace_shape` is the batch-1 input shape BN folding traces with."""
-    from ..models import create_model
+    from ..models import create_model, reparameterize_model
     from .fuse import fuse_bn
 
-    def mindghost_model(fuse: bool = False, **accelerate_kwargs):
+    def mindghost_model(fuse: bool = False, train: bool = False, **accelerate_kwargs):
         model = create_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels,
                              checkpoint_path=getattr(args, "ckpt_path", "") or None)
+        if not train:  # inference runs the fused form, as validate and export do (GhostNetV3; else a no-op)
+            reparameterize_model(model)
         if fuse:
             model = fuse_bn(model, input_shape=trace_shape)
         if device == "CPU":  # the speed-ups train.py and validate.py apply on CPU
@@ -292,20 +300,34 @@ def _model_builders(args, device: str, skipped: Dict[str, str],
             accelerate(model, **accelerate_kwargs)
         return model
 
-    builders: Dict[str, Callable[[], object]] = {"mindghost": mindghost_model}
+    builders: Dict[str, Callable[..., object]] = {"mindghost": mindghost_model}
     if "fused" in args.peers:
-        builders["fused"] = lambda: mindghost_model(fuse=True)
+        builders["fused"] = lambda train=False: mindghost_model(fuse=True, train=train)
     if "no_kernel" in args.peers:
-        builders["no_kernel"] = lambda: mindghost_model(depthwise_kernel=False)
+        builders["no_kernel"] = lambda train=False: mindghost_model(train=train, depthwise_kernel=False)
     if "mindcv" in args.peers:
         from mindcv.models import create_model as mindcv_create_model
         from mindcv.models import list_models as mindcv_list_models
 
         if args.model in mindcv_list_models():
-            builders["mindcv"] = lambda: mindcv_create_model(args.model, num_classes=args.num_classes)
+            builders["mindcv"] = lambda train=False: mindcv_create_model(args.model, num_classes=args.num_classes)
         else:
             skipped["mindcv"] = f"MindCV has no model named {args.model}"
     return builders
+
+
+def _teacher(args, device: str):
+    """The --teacher model as train.py runs it (fused form, CPU passes), or None."""
+    if not getattr(args, "teacher", ""):
+        return None
+    from ..models import create_model, reparameterize_model
+
+    teacher = reparameterize_model(create_model(args.teacher, num_classes=args.num_classes))
+    if device == "CPU":
+        from ..cpu import accelerate
+
+        accelerate(teacher)
+    return teacher
 
 
 def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, object]] = None,
@@ -342,11 +364,12 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
         except ImportError:
             skipped["onnxruntime"] = "onnxruntime is not installed (pip install onnxruntime)"
         else:
-            from ..models import create_model
+            from ..models import create_model, reparameterize_model
             from .export import export_model
             from .fuse import fuse_bn
 
-            plain = fuse_bn(create_model(args.model, num_classes=args.num_classes), input_shape=x1.shape)
+            plain = fuse_bn(reparameterize_model(create_model(args.model, num_classes=args.num_classes)),
+                            input_shape=x1.shape)
             needed = [(1, x1)] if "latency" in args.tasks else []
             needed += [(args.batch, xb)] if "infer" in args.tasks else []
             for b, x in needed:
@@ -366,7 +389,8 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
             if task == "train":
                 if name == "fused":
                     continue  # folded BN is an inference-only transform
-                runners[name] = _in_process(_ms_train(builders[name](), x, args.num_classes))  # a fresh copy
+                runners[name] = _in_process(_ms_train(builders[name](train=True), x, args.num_classes,  # a fresh copy
+                                                      _teacher(args, device)))
             else:
                 runners[name] = _in_process(_ms_infer(infer_models[name], x))
         if task != "train" and onnx_paths:
@@ -409,7 +433,8 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
             versions[mod] = __import__(mod).__version__
         except ImportError:
             pass
-    return {"model": args.model, "img_size": img_size, "chans": chans, "batch": args.batch, "repeats": args.repeats,
+    return {"model": args.model, "teacher": getattr(args, "teacher", "") or None, "img_size": img_size,
+            "chans": chans, "batch": args.batch, "repeats": args.repeats,
             "warmup": args.warmup, "settle_s": args.settle, "device": device, "threads": threads,
             "versions": versions, "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "load_average": {"before": load_before[0], "after": load_after[0]},

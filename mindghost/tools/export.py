@@ -84,9 +84,10 @@ def setup_mindspore(device: str, mode: str = "graph", cpu_threads: int = 0) -> N
 
 def build_model(name: str, ckpt_path: str = "", random_weights: bool = False, num_classes: Optional[int] = None,
                 ema: bool = False, in_channels: Optional[int] = None):
-    """A registered model in eval mode with weights from `ckpt_path`; random weights only when asked for.
-    `num_classes` / `in_channels` None: the model's default cfg (callers pass `InferenceSetup`'s values)."""
-    from ..models import create_model, get_default_cfg
+    """A registered model in eval mode, in its inference form, with weights from `ckpt_path`; random weights only
+    when asked for. `num_classes` / `in_channels` None: the model's default cfg (callers pass `InferenceSetup`'s
+    values)."""
+    from ..models import create_model, get_default_cfg, reparameterize_model
 
     if not ckpt_path and not random_weights:
         from ..errors import UsageError
@@ -97,6 +98,7 @@ def build_model(name: str, ckpt_path: str = "", random_weights: bool = False, nu
     model = create_model(name, num_classes=cfg.num_classes if num_classes is None else num_classes,
                          in_channels=cfg.input_size[0] if in_channels is None else in_channels,
                          checkpoint_path=ckpt_path or None, ema=ema)
+    model = reparameterize_model(model)  # GhostNetV3: the fused inference form, before BN folding; else a no-op
     model.set_train(False)
     return model
 

@@ -91,7 +91,8 @@ def build_train_step(plan: RunPlan, model, schedule: LrSchedule):
     else:
         sense = ms.Tensor(scale, ms.float32)
     loss_fn = create_loss(cfg.loss, label_smoothing=cfg.label_smoothing)
-    step = TrainStep(WithLoss(model, loss_fn), build_optimizer(cfg, model, schedule), sense,
+    net = WithLoss(model, loss_fn) if plan.teacher is None else with_teacher(plan, model, loss_fn)
+    step = TrainStep(net, build_optimizer(cfg, model, schedule), sense,
                      ema_decay=cfg.ema_decay if cfg.ema else 0.0, clip_norm=cfg.clip_grad_norm,
                      accum_steps=cfg.accum_steps, check_overflow=amp.check_overflow, device=plan.device)
     step.set_train(True)
@@ -99,6 +100,26 @@ def build_train_step(plan: RunPlan, model, schedule: LrSchedule):
              f"ema {f'{cfg.ema_decay:g}' if cfg.ema else 'off'}, clip {cfg.clip_grad_norm or 'off'}, "
              f"accumulation {cfg.accum_steps}")
     return step
+
+
+def with_teacher(plan: RunPlan, model, loss_fn):
+    """The student's loss cell with the frozen teacher inside (distill.WithDistillLoss). The teacher only runs
+    inference, so it gets the inference passes: GhostNetV3 branches fused, the CPU speed-ups. It stays fp32
+    whatever amp_level says (AMP was applied to the student alone): its targets keep full precision, at the
+    cost of an fp32 forward on Ascend/GPU."""
+    from ..cpu import accelerate_on_cpu
+    from ..models import reparameterize_model
+    from .distill import WithDistillLoss
+
+    cfg = plan.cfg
+    teacher = accelerate_on_cpu(reparameterize_model(plan.teacher), plan.device)
+    n = sum(p.size for p in teacher.get_parameters())
+    LOG.info(f"distillation: teacher {cfg.teacher} ({n / 1e6:.2f}M parameters, fp32, frozen, eval mode) from "
+             f"{cfg.teacher_ckpt}; loss = {cfg.label_weight:g} x label + {cfg.kd_weight:g} x "
+             f"KD(T={cfg.kd_temperature:g})"
+             + (f", teacher input {cfg.teacher_image_size}px" if cfg.teacher_image_size else ""))
+    return WithDistillLoss(model, teacher, loss_fn, label_weight=cfg.label_weight, kd_weight=cfg.kd_weight,
+                           temperature=cfg.kd_temperature, teacher_image_size=cfg.teacher_image_size)
 
 
 def restore_state(plan: RunPlan, train_step) -> TrainState:

@@ -74,15 +74,19 @@ class ProgressLogger(Callback):
             self.bar.set_postfix(loss=f"{state.loss:.4f}", lr=f"{state.lr:.3g}", img_s=f"{ips:.0f}")
         if self.bar is None or state.batch % self.log_every == 0:
             skipped = f", {state.epoch_skipped} skipped this epoch (fp16 overflow)" if state.epoch_skipped else ""
+            parts = f" (label {state.loss_parts['label']:.4f}, kd {state.loss_parts['kd']:.4f})" \
+                if state.loss_parts else ""
             LOG.info(f"epoch {state.epoch + 1} step {state.batch}/{state.steps_per_epoch} "
-                     f"loss {state.loss:.4f} lr {state.lr:.4g} {ips:.1f} img/s{skipped}")
+                     f"loss {state.loss:.4f}{parts} lr {state.lr:.4g} {ips:.1f} img/s{skipped}")
 
     def on_epoch_end(self, state):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         m = state.metrics
-        line = (f"epoch {m['epoch']}/{state.epochs} done: train loss {m['train_loss']:.4f}, "
+        parts = f" (label {m['train_label_loss']:.4f}, kd {m['train_kd_loss']:.4f})" \
+            if "train_kd_loss" in m else ""
+        line = (f"epoch {m['epoch']}/{state.epochs} done: train loss {m['train_loss']:.4f}{parts}, "
                 f"{m['img_per_s']:.1f} img/s, {m['epoch_time']:.0f} s")
         if m.get("skipped_steps"):
             line += f", {m['skipped_steps']} of {state.steps_per_epoch} steps skipped (fp16 overflow)"

@@ -48,11 +48,15 @@ def _link(src: str, dst: str) -> None:
 
 
 def training_params(train_step) -> List[Dict[str, Any]]:
-    """Everything a resumed run needs, each parameter once, under its own name."""
+    """Everything a resumed run needs, each parameter once, under its own name. A KD teacher's parameters and
+    the loss-part recorders (`distill.is_distill_param`) are left out: the teacher is frozen and comes from
+    teacher_ckpt at every start, and the student's file must load strictly into the bare student."""
+    from .distill import is_distill_param
+
     seen = set()
     out = []
     for p in train_step.get_parameters():
-        if p.name not in seen:
+        if p.name not in seen and not is_distill_param(p.name):
             seen.add(p.name)
             out.append({"name": p.name, "data": p})
     return out
@@ -101,6 +105,8 @@ def load_training_state(train_step, path: str) -> Tuple[Dict[str, Any], Dict[str
     """Load every parameter of `train_step` from a training checkpoint, strictly. Returns (meta, state)."""
     import mindspore as ms
 
+    from .distill import is_distill_param
+
     state = read_checkpoint(path)
     meta_raw = state.pop(META_KEY, None)
     if meta_raw is None:
@@ -120,7 +126,7 @@ def load_training_state(train_step, path: str) -> Tuple[Dict[str, Any], Dict[str
             f"unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''}). "
             "Resume with the same model, optimizer, ema and accum_steps settings.")
     not_loaded, _ = ms.load_param_into_net(train_step, {k: state[k] for k in names}, strict_load=True)
-    not_loaded = [k for k in not_loaded if k != "learning_rate"]
+    not_loaded = [k for k in not_loaded if k != "learning_rate" and not is_distill_param(k)]  # teacher: from its ckpt
     if not_loaded:
         raise CheckpointError(f"Cannot resume from '{path}': not loaded: {not_loaded[:6]}")
     return json.loads(str(meta_raw)), state

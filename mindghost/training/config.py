@@ -85,6 +85,13 @@ class Config:
     # --- loss
     loss: str = _f("CE", "loss: CE (cross entropy; takes mixup's soft labels)", ["CE"])
     label_smoothing: float = _f(0.1, "label smoothing")
+    # --- knowledge distillation (off unless teacher is set; see docs/training.md)
+    teacher: str = _f("", "KD teacher: a registered mindghost model or mindcv:<name>; '' = no distillation")
+    teacher_ckpt: str = _f("", "the teacher's trained weights (required with teacher; loaded strictly)")
+    kd_temperature: float = _f(1.0, "KD softmax temperature T (loss scaled by T^2); 1.0 = the GhostNetV3 reference")
+    kd_weight: float = _f(1.0, "weight of the KD loss (reference --kd-loss-weight)")
+    label_weight: float = _f(1.0, "weight of the label loss when distilling (reference --ori-loss-weight)")
+    teacher_image_size: int = _f(0, "teacher input size (the batch is resized for it); 0 = the student's")
     # --- schedule (all computed per step)
     scheduler: str = _f("cosine_decay", "learning-rate schedule after warmup",
                         ["cosine_decay", "step_decay", "multi_step_decay", "exponential_decay", "constant"])
@@ -317,10 +324,38 @@ def config_problems(cfg: Config) -> List[str]:
     if cfg.warmup_epochs > cfg.epochs:
         problems.append(
             f"'warmup_epochs' ({cfg.warmup_epochs:g}) exceeds 'epochs' ({cfg.epochs}); lower --warmup_epochs")
+    problems += _distill_problems(cfg)
     if (cfg.mixup > 0 or cfg.cutmix > 0) and cfg.batch_size % 2:
         # MindCV's Mixup pairs each batch with its reverse and refuses an odd batch mid-epoch
         problems.append(f"mixup/cutmix need an even batch_size (they mix pairs of images), got {cfg.batch_size}; "
                         f"pass --batch_size {cfg.batch_size + 1} (or {cfg.batch_size - 1}), or --mixup 0 --cutmix 0")
+    return problems
+
+
+def _distill_problems(cfg: Config) -> List[str]:
+    """The KD values the types cannot check. Whether the teacher exists and its checkpoint loads is checked by
+    the run plan (training/plan.py), which builds it."""
+    import math
+
+    problems = []
+    if not cfg.teacher:
+        if cfg.teacher_ckpt:
+            problems.append(f"'teacher_ckpt' is set ({cfg.teacher_ckpt}) but 'teacher' is empty: name the teacher's "
+                            "model with --teacher (e.g. ghostnet_100 or mindcv:resnet50), or drop --teacher_ckpt")
+        return problems
+    if not (math.isfinite(cfg.kd_temperature) and cfg.kd_temperature > 0):
+        problems.append(f"'kd_temperature' must be a finite number > 0, got {cfg.kd_temperature} (1.0 reproduces "
+                        "the GhostNetV3 reference)")
+    for key in ("kd_weight", "label_weight"):
+        value = getattr(cfg, key)
+        if not (math.isfinite(value) and value >= 0):
+            problems.append(f"'{key}' must be a finite number >= 0, got {value}")
+    if cfg.kd_weight == 0 and cfg.label_weight == 0:
+        problems.append("'kd_weight' and 'label_weight' are both 0: the loss would be constant (the reference "
+                        "uses 1 and 1)")
+    if cfg.teacher_image_size < 0:
+        problems.append(f"'teacher_image_size' must be 0 (the student's input size) or a size in pixels, "
+                        f"got {cfg.teacher_image_size}")
     return problems
 
 

@@ -25,6 +25,8 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.ops import functional as F
 
+from .config import ConfigError
+
 TEACHER_PREFIX = "teacher."
 LOSS_PART_NAMES = ("last_label_loss", "last_kd_loss")
 MINDCV_PREFIX = "mindcv:"
@@ -61,14 +63,14 @@ class KDLoss(nn.Cell):
     teacher's entropy, a constant for the student, so the gradients are the same and only the logged value
     is offset (it does not go to 0 when the student matches the teacher).
 
-    Raises ValueError for a temperature that is not a finite number > 0.
+    Raises ConfigError (a ValueError) for a temperature that is not a finite number > 0.
     """
 
     def __init__(self, temperature: float = 1.0):
         super().__init__()
         temperature = float(temperature)
         if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"KD temperature must be a finite number > 0, got {temperature} "
+            raise ConfigError(f"KD temperature must be a finite number > 0, got {temperature} "
                              "(1.0 reproduces the GhostNetV3 reference; 2-4 softens the teacher's targets).")
         self.temperature = temperature
         self.inv_temperature = 1.0 / temperature
@@ -105,7 +107,7 @@ class WithDistillLoss(nn.Cell):
     (fp32 scalars, not trainable) so the loop can log them after a step; see the module docstring for why a
     checkpoint writer skips them.
 
-    Raises ValueError for negative or non-finite weights, both weights 0, a teacher that is the student,
+    Raises ConfigError (a ValueError) for negative or non-finite weights, both weights 0, a teacher that is the student,
     a negative teacher_image_size, or differing `num_classes` attributes of student and teacher.
     """
 
@@ -115,21 +117,21 @@ class WithDistillLoss(nn.Cell):
         label_weight, kd_weight = float(label_weight), float(kd_weight)
         for key, value in (("label_weight", label_weight), ("kd_weight", kd_weight)):
             if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{key} must be a finite number >= 0, got {value}.")
+                raise ConfigError(f"{key} must be a finite number >= 0, got {value}.")
         if label_weight == 0 and kd_weight == 0:
-            raise ValueError("label_weight and kd_weight are both 0: the loss would be constant. The reference "
-                             "uses 1 and 1; set kd_weight 0 only by dropping the teacher altogether.")
+            raise ConfigError("label_weight and kd_weight are both 0: the loss would be constant. The reference "
+                              "uses 1 and 1; set kd_weight 0 only by dropping the teacher altogether.")
         if student is teacher:
-            raise ValueError("the teacher is the student itself; build the teacher as a separate model "
-                             "(build_teacher) from its own checkpoint.")
+            raise ConfigError("the teacher is the student itself; build the teacher as a separate model "
+                              "(build_teacher) from its own checkpoint.")
         if int(teacher_image_size) < 0:
-            raise ValueError(f"teacher_image_size must be 0 (same as the student's input) or a size in pixels, "
-                             f"got {teacher_image_size}.")
+            raise ConfigError(f"teacher_image_size must be 0 (same as the student's input) or a size in pixels, "
+                              f"got {teacher_image_size}.")
         s_classes, t_classes = getattr(student, "num_classes", None), getattr(teacher, "num_classes", None)
         if isinstance(s_classes, int) and isinstance(t_classes, int) and s_classes != t_classes:
-            raise ValueError(f"the teacher predicts {t_classes} classes but the student {s_classes}: KD compares "
-                             "their class distributions, so both need the same classes (a teacher trained on "
-                             "the student's dataset).")
+            raise ConfigError(f"the teacher predicts {t_classes} classes but the student {s_classes}: KD compares "
+                              "their class distributions, so both need the same classes (a teacher trained on "
+                              "the student's dataset).")
         self.student = student
         self.teacher = teacher
         teacher.update_parameters_name(TEACHER_PREFIX)
@@ -182,14 +184,15 @@ def build_teacher(name: str, ckpt_path: str, num_classes: int, in_channels: int 
     from optimizer/EMA state) through `mindghost.models.load_checkpoint`, which also reads MindCV checkpoints
     and PyTorch files for our models. `ema=True` takes the EMA weights of a mindghost training checkpoint.
 
-    Raises ValueError for a missing `ckpt_path` or an unknown name (naming the close matches), and
+    Raises ConfigError (a ValueError) for a missing `ckpt_path` or an unknown name (naming the close matches), and
     `mindghost.models.CheckpointError` for a file that does not exist or does not match the model.
     """
+    from ..errors import UsageError
     from ..models import CheckpointError, create_model, is_model, load_checkpoint
 
     if not ckpt_path:
-        raise ValueError(f"teacher '{name}' has no checkpoint: a teacher with random weights is useless: pass "
-                         "--teacher_ckpt (a .ckpt of the teacher trained on the student's classes).")
+        raise ConfigError(f"teacher '{name}' has no checkpoint: a teacher with random weights is useless: pass "
+                          "--teacher_ckpt (a .ckpt of the teacher trained on the student's classes).")
     if not os.path.isfile(ckpt_path):
         raise CheckpointError(f"teacher checkpoint not found: '{ckpt_path}'. Pass an existing file to --teacher_ckpt.")
     if name.startswith(MINDCV_PREFIX):
@@ -199,11 +202,10 @@ def build_teacher(name: str, ckpt_path: str, num_classes: int, in_channels: int 
         if not mindcv.models.is_model(mindcv_name):
             close = difflib.get_close_matches(mindcv_name, mindcv.models.list_models(), n=3, cutoff=0.6)
             hint = f" Did you mean {', '.join(MINDCV_PREFIX + c for c in close)}?" if close else ""
-            raise ValueError(f"unknown MindCV teacher '{mindcv_name}'.{hint} "
-                             "`python -c 'import mindcv; print(mindcv.list_models())'` lists them.")
+            raise ConfigError(f"unknown MindCV teacher '{mindcv_name}'.{hint} "
+                              "`python -c 'import mindcv; print(mindcv.list_models())'` lists them.")
         teacher = mindcv.models.create_model(mindcv_name, num_classes=num_classes, in_channels=in_channels,
                                              pretrained=False)
-        load_checkpoint(teacher, ckpt_path, ema=ema)
     else:
         if not is_model(name):
             from_mindcv = ""
@@ -215,8 +217,14 @@ def build_teacher(name: str, ckpt_path: str, num_classes: int, in_channels: int 
             except ImportError:
                 pass
             if from_mindcv:
-                raise ValueError(f"'{name}' is not a mindghost model.{from_mindcv}")
-        teacher = create_model(name, num_classes=num_classes, in_channels=in_channels)  # names the valid choices
+                raise ConfigError(f"'{name}' is not a mindghost model.{from_mindcv}")
+        try:
+            teacher = create_model(name, num_classes=num_classes, in_channels=in_channels)
+        except UsageError as e:  # an unknown name: the message lists the close registered ones
+            raise ConfigError(f"teacher: {e}") from None
+    try:
         load_checkpoint(teacher, ckpt_path, ema=ema)
+    except CheckpointError as e:  # say whose checkpoint it is: the run may load the student's too
+        raise CheckpointError(f"teacher_ckpt ({name}): {e}") from None
     teacher.set_train(False)
     return teacher

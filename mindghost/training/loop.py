@@ -64,6 +64,8 @@ class TrainState:
     loss: float = math.nan  # the last loss read from the device
     at_log_point: bool = False  # the loss (and lr, speed) were read at this step
     epoch_losses: List[float] = field(default_factory=list)
+    loss_parts: Dict[str, float] = field(default_factory=dict)  # KD: the last unweighted {'label': .., 'kd': ..}
+    epoch_loss_parts: Dict[str, List[float]] = field(default_factory=dict)
     lr: float = math.nan  # lr of the last applied update
     updates: int = 0  # optimizer updates applied (over the whole run)
     skipped: int = 0  # steps whose update was dropped because the fp16 gradients overflowed (whole run)
@@ -124,6 +126,7 @@ class Loop:
         self.stall_steps = stall_steps  # this many consecutive skipped steps stop the run
         self.dynamic_scale = dynamic_scale  # the scale adapts after overflows: an all-skipped epoch may recover
         self.loss_scale_note = loss_scale_note  # e.g. "loss_scale_type fixed, loss_scale 1.68e+07"
+        self.loss_parts = loss_part_params(train_step)
 
     def applied_updates(self) -> int:
         """Optimizer updates applied so far (the index of the next lr); a device read."""
@@ -159,6 +162,7 @@ class Loop:
         skip = state.batch_done if state.epoch == state.epoch_done else 0
         loader = self.make_loader(state.epoch)
         state.epoch_losses, state.speed = [], Speed()
+        state.epoch_loss_parts = {k: [] for k in self.loss_parts}
         state.skipped_epoch_start = state.skipped
         state.t_epoch = time.time()
         if self.use_sink and skip == 0:
@@ -192,6 +196,9 @@ class Loop:
         self._read_counters(state)
         if math.isfinite(value):
             state.epoch_losses.append(value)
+            for part, param in self.loss_parts.items():  # the same step's parts (written by the step that gave loss)
+                state.loss_parts[part] = float(param.asnumpy())
+                state.epoch_loss_parts[part].append(state.loss_parts[part])
             return
         where = f"step {state.step} (epoch {state.epoch + 1}, batch {state.batch})"
         if getattr(self.train_step, "check_overflow", False):
@@ -233,7 +240,8 @@ class Loop:
         losses = state.epoch_losses
         state.metrics = {
             "epoch": state.epoch + 1, "step": state.step,
-            "train_loss": float(sum(losses) / len(losses)) if losses else float("nan"),
+            "train_loss": _mean(losses),
+            **{f"train_{part}_loss": _mean(values) for part, values in state.epoch_loss_parts.items()},
             "lr": state.lr, "img_per_s": state.speed.rate(), "updates": state.updates,
             "skipped_steps": state.epoch_skipped,
             "epoch_time": time.time() - state.t_epoch, "time": elapsed_total,
@@ -245,6 +253,22 @@ class Loop:
         if state.improved:
             state.best = {"value": value, "epoch": state.epoch + 1, "key": self.best_key}
         self.callbacks.on_epoch_end(state)
+
+
+def _mean(values: List[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def loss_part_params(train_step) -> Dict[str, Any]:
+    """{'label': Parameter, 'kd': Parameter} when the step's network is a distill.WithDistillLoss (its recorders of
+    the last step's unweighted loss parts), else {}."""
+    from .distill import LOSS_PART_NAMES
+
+    network = getattr(train_step, "network", None)
+    found = {name: getattr(network, name, None) for name in LOSS_PART_NAMES}
+    if any(p is None for p in found.values()):
+        return {}
+    return {"label": found["last_label_loss"], "kd": found["last_kd_loss"]}
 
 
 def _host_batches(train_step, loader, skip: int) -> Iterator[Tuple[int, Any]]:

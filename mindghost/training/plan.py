@@ -5,7 +5,7 @@ error (not one per rerun). Only then does train.py create the run directory, so 
 empty `runs/<model>-<time>` folder behind.
 """
 from dataclasses import dataclass
-from typing import Callable, List
+from typing import Any, Callable, List, Optional
 
 from ..data import DatasetInfo, EvalPreprocessing
 from .config import Config, ConfigError
@@ -64,6 +64,7 @@ class RunPlan:
     make_train_loader: Callable[[int], object]  # epoch -> this rank's batched train dataset of that epoch
     steps_per_epoch: int  # batches per epoch on each device
     remap_updates: bool = False  # resuming at an epoch boundary with other batch settings: see check_resume
+    teacher: Optional[Any] = None  # the KD teacher with its weights, eval mode (None without distillation)
 
     @property
     def updates_per_epoch(self) -> int:
@@ -121,6 +122,12 @@ def make_plan(cfg: Config, device: str, replica: Replica) -> RunPlan:
         if steps == 0:
             problems.append(ConfigError(
                 f"not one full batch of {cfg.batch_size} per device in the train split; lower batch_size"))
+    teacher = None
+    if cfg.teacher:
+        try:
+            teacher = plan_teacher(cfg)
+        except ValueError as e:  # ConfigError (no checkpoint, unknown name), CheckpointError (missing, mismatched)
+            problems.append(e)
     remap = False
     if run is not None and run.resume_from and not problems:
         try:
@@ -128,7 +135,19 @@ def make_plan(cfg: Config, device: str, replica: Replica) -> RunPlan:
         except ConfigError as e:
             problems.append(e)
     raise_problems(problems)
-    return RunPlan(cfg, device, replica, run, data, pre, amp, make_loader, steps, remap)
+    return RunPlan(cfg, device, replica, run, data, pre, amp, make_loader, steps, remap, teacher)
+
+
+def plan_teacher(cfg: Config):
+    """The KD teacher, built and loaded strictly here so that a missing or mismatched teacher_ckpt is reported
+    with the other problems, before the run directory exists. Every rank builds its own (msrun)."""
+    from .distill import build_teacher
+
+    if not cfg.teacher_ckpt:
+        raise ConfigError(f"'teacher: {cfg.teacher}' needs 'teacher_ckpt', the teacher's trained weights for the "
+                          f"student's {cfg.num_classes} classes (a teacher with random weights teaches nothing): "
+                          "pass --teacher_ckpt PATH, or --teacher '' to train without distillation")
+    return build_teacher(cfg.teacher, cfg.teacher_ckpt, cfg.num_classes, cfg.in_channels)
 
 
 # Settings that fix which images a batch position means, and those that shape the lr schedule.

@@ -9,6 +9,8 @@ import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 from mindspore.ops import functional as F
 
+from .distill import student_parameters
+
 _scale_grad = ops.MultitypeFuncGraph("scale_grad")
 _ema_update = ops.MultitypeFuncGraph("ema_update")
 _add_to = ops.MultitypeFuncGraph("add_to")
@@ -44,7 +46,8 @@ def _finite_fn(grad):
 class TrainStep(nn.TrainOneStepWithLossScaleCell):
     """`loss = step(images, labels)`: one micro-batch forward/backward; the optimizer runs every
     `accum_steps` micro-batches. `scale_sense` is a Tensor (fixed loss scale) or a
-    DynamicLossScaleUpdateCell. Parameter names: the network's own, EMA copies `ema.<name>`,
+    DynamicLossScaleUpdateCell. Parameter names: the network's own, EMA copies `ema.<name>` (of the student's
+    parameters only when the network is a distill.WithDistillLoss),
     accumulators `accum.<name>`, scalars `ema_updates`, `micro_step`, `scale_sense`, and `skipped_steps` (with
     overflow checking: micro-batches whose gradients overflowed and were dropped; the loop reads it to tell a
     run that trains from one whose every update is skipped)."""
@@ -66,7 +69,8 @@ class TrainStep(nn.TrainOneStepWithLossScaleCell):
             self.inv_accum = Tensor(1.0 / accum_steps, ms.float32)
         self.use_ema = ema_decay > 0
         if self.use_ema:
-            self.model_params = ParameterTuple(list(network.get_parameters()))
+            # the student's weights and BN statistics only: a KD teacher is frozen and reloaded at every start
+            self.model_params = ParameterTuple(student_parameters(network))
             self.ema_params = self.model_params.clone(prefix="ema", init="same")
             self.ema_decay = float(ema_decay)
             self.ema_updates = Parameter(Tensor(0.0, ms.float32), name="ema_updates", requires_grad=False)
