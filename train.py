@@ -22,7 +22,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     replica = B.setup_runtime(cfg, device, [why, env_note])
     plan = B.plan_run(cfg, device, replica)  # every check, before anything is written
     B.create_run(plan)
-    model = B.build_model(cfg)
+    model = B.build_model(cfg, replica)
     schedule = B.build_schedule(plan)
     train_step = B.build_train_step(plan, model, schedule)
     state = B.restore_state(plan, train_step)

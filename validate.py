@@ -19,9 +19,11 @@ from mindghost.training.config import ConfigError, parse_args_with_recipe
 
 def main(argv: Optional[List[str]] = None) -> dict:
     cfg, cli, recipe = parse_args_with_recipe(argv, description="Evaluate a checkpoint on the validation split.")
-    if not cfg.ckpt_path:
-        raise ConfigError("validate.py needs the weights to evaluate: --ckpt_path /path/to/checkpoint "
-                          "(it never evaluates random weights)")
+    if not cfg.ckpt_path and not cfg.pretrained:
+        raise ConfigError("validate.py needs the weights to evaluate: --ckpt_path /path/to/checkpoint, or "
+                          "--pretrained True for the model's published weights (it never evaluates random weights)")
+    if cfg.new_classifier:
+        raise ConfigError("validate.py loads weights strictly: new_classifier is for fine-tuning with train.py")
     device, why = runtime.choose_device(cfg.device)
     device, env_note = runtime.prepare_environment(device)
 
@@ -40,6 +42,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
             LOG.info(note)
     if cfg.distribute:
         LOG.info("validate.py runs in one process; 'distribute' is ignored")
+    if cfg.pretrained:  # the published file, fetched (or found in pretrained_dir / the cache) like train.py does
+        from mindghost.hub import fetch_pretrained
+
+        cfg = dataclasses.replace(cfg, ckpt_path=fetch_pretrained(cfg.model, cfg.pretrained_dir or None)[0])
     setup = checkpoint_setup(cfg.ckpt_path, {**recipe, **cli})
     for line in setup.messages():
         (LOG.warning if line.startswith("warning: ") else LOG.info)(line)

@@ -6,6 +6,8 @@ import platform
 import time
 from typing import Any, Dict, Sequence
 
+import numpy as np
+
 from .callbacks import CallbackList, Checkpointer, MetricsWriter, ProgressLogger
 from .config import Config
 from .distributed import Replica
@@ -49,17 +51,42 @@ def create_run(plan: RunPlan) -> None:
         create_run_dir(plan.run, plan.cfg, plan.device, plan.replica.size)
 
 
-def build_model(cfg: Config):
+def build_model(cfg: Config, replica=None):
+    """The student: built, given its initial weights (`ckpt_path`, or the published ones with `pretrained`,
+    classifier replaced under `new_classifier`), then the CPU pass. Under msrun the first process of each machine
+    fetches published weights before the others read them from the cache."""
     from ..cpu import accelerate_on_cpu
     from ..models import create_model
 
+    if cfg.pretrained:
+        _fetch_published_weights_once(cfg, replica)
     model = create_model(cfg.model, num_classes=cfg.num_classes, in_channels=cfg.in_channels,
-                         drop_rate=cfg.drop_rate, checkpoint_path=cfg.ckpt_path or None)
+                         drop_rate=cfg.drop_rate, checkpoint_path=cfg.ckpt_path or None, pretrained=cfg.pretrained,
+                         pretrained_dir=cfg.pretrained_dir or None, new_classifier=cfg.new_classifier)
     model = accelerate_on_cpu(model, cfg.device)  # CPU speed-ups; before the optimizer and train step see it
     n = sum(p.size for p in model.trainable_params())
+    source = cfg.ckpt_path or (f"the published {cfg.model} weights" if cfg.pretrained else "")
     LOG.info(f"model {cfg.model}: {n / 1e6:.2f}M trainable parameters"
-             + (f", initial weights from {cfg.ckpt_path}" if cfg.ckpt_path else ""))
+             + (f", initial weights from {source}" if source else "")
+             + (" (classifier re-initialised)" if cfg.new_classifier else ""))
+    if cfg.freeze_backbone or cfg.head_lr_scale != 1.0:
+        frozen = ("the whole run" if cfg.freeze_backbone < 0 else f"the first {cfg.freeze_backbone} epoch(s)")
+        LOG.info(f"fine-tuning: classifier '{model.default_cfg['classifier']}' lr x {cfg.head_lr_scale:g}"
+                 + (f"; the rest frozen (lr 0) for {frozen}" if cfg.freeze_backbone else ""))
     return model
+
+
+def _fetch_published_weights_once(cfg: Config, replica) -> None:
+    from .. import hub
+    from ..runtime import local_world_size
+    from .distributed import allreduce_sum
+
+    size = replica.size if replica is not None else 1
+    first_on_machine = size == 1 or replica.rank % local_world_size() == 0
+    if first_on_machine:
+        hub.fetch_pretrained(cfg.model, cfg.pretrained_dir or None, progress=replica is None or replica.is_main)
+    if size > 1:
+        allreduce_sum(np.zeros(1))  # a barrier: the other processes read the file once it is complete
 
 
 def build_schedule(plan: RunPlan) -> LrSchedule:

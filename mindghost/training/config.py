@@ -74,8 +74,14 @@ class Config:
     num_classes: int = _f(1000, "number of classes")
     in_channels: int = _f(3, "input channels")
     drop_rate: Optional[float] = _f(None, "classifier dropout; none = the variant's default")
-    pretrained: bool = _f(False, "MindCV compatibility; must be False (pass weights with ckpt_path)")
+    pretrained: bool = _f(False, "start from the variant's published weights (mindghost.hub; downloaded once)")
+    pretrained_dir: str = _f("", "folder searched first for published weight files (offline machines); "
+                                 "else $MINDGHOST_PRETRAINED_DIR, the cache, a download")
     ckpt_path: str = _f("", "train: initial weights (fine-tune); validate: the weights to evaluate")
+    new_classifier: bool = _f(False, "fine-tuning: load ckpt_path except a classifier of another class count, "
+                                     "which is re-initialised (automatic with pretrained)")
+    freeze_backbone: int = _f(0, "fine-tuning: train only the classifier for the first N epochs (-1: the whole run)")
+    head_lr_scale: float = _f(1.0, "fine-tuning: the classifier's lr is lr x head_lr_scale")
     ema: bool = _f(False, "train: keep an EMA of the weights; validate: evaluate the EMA weights")
     ema_decay: float = _f(0.9999, "EMA decay (warmed up as decay * (1 - exp(-updates / 2000)))")
     fuse_bn: str = _f("auto", "validate.py: fold BatchNorm into the convs before evaluating (outputs change at ~1e-6 "
@@ -305,8 +311,17 @@ def config_problems(cfg: Config) -> List[str]:
     problems = []
     if cfg.dataset_download:
         problems.append("'dataset_download: True' is not supported: download ImageNet yourself and set data_dir")
-    if cfg.pretrained:
-        problems.append("'pretrained: True' is not supported: pass the weights file with ckpt_path")
+    if cfg.pretrained and cfg.ckpt_path:
+        problems.append("'pretrained: True' and 'ckpt_path' both name initial weights: keep one")
+    if cfg.new_classifier and not (cfg.pretrained or cfg.ckpt_path):
+        problems.append("'new_classifier: True' replaces the classifier of loaded weights: set ckpt_path (or "
+                        "pretrained: True) too")
+    if cfg.pretrained_dir and not cfg.pretrained:
+        problems.append("'pretrained_dir' is searched for published weights: it needs 'pretrained: True'")
+    if cfg.freeze_backbone < -1:
+        problems.append(f"'freeze_backbone' is a number of epochs (or -1 for the whole run), got {cfg.freeze_backbone}")
+    if cfg.head_lr_scale <= 0:
+        problems.append(f"'head_lr_scale' must be > 0, got {cfg.head_lr_scale:g} (freeze_backbone freezes the rest)")
     for key in ("batch_size", "epochs", "accum_steps", "log_every", "save_every", "keep_checkpoint_max"):
         if getattr(cfg, key) < 1:
             problems.append(f"'{key}' must be >= 1, got {getattr(cfg, key)}")

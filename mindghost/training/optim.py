@@ -1,4 +1,6 @@
 """Learning-rate schedules (a value per optimizer update) and optimizers, via MindCV's factories."""
+import contextlib
+import logging
 import math
 from dataclasses import dataclass
 from typing import List, Tuple
@@ -86,7 +88,10 @@ def _fractional_warmup_cosine(cfg, steps_per_epoch: int, warmup_steps: int, tota
 
 def build_optimizer(cfg, network, schedule: LrSchedule):
     """MindCV's optimizer over `network`'s trainable parameters, norm and bias excluded from weight decay when
-    configured. Loss scaling is undone in the train step, so the optimizer always gets loss_scale=1."""
+    configured. Loss scaling is undone in the train step, so the optimizer always gets loss_scale=1.
+
+    Fine-tuning (`freeze_backbone`, `head_lr_scale`): the classifier (`network.default_cfg["classifier"]`) and
+    the backbone become parameter groups with their own lr tables (`finetune_lr_tables`)."""
     import mindspore as ms
     from mindcv.optim import create_optimizer
 
@@ -98,8 +103,63 @@ def build_optimizer(cfg, network, schedule: LrSchedule):
     if opt == "rmsprop":
         kwargs["decay"] = 0.9
     lr = ms.Tensor(list(schedule.values), ms.float32)
-    optimizer = create_optimizer(
-        network.trainable_params(), opt=opt, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
-        nesterov=cfg.nesterov, weight_decay_filter=cfg.weight_decay_filter, loss_scale=1.0, **kwargs,
-    )
-    return optimizer
+    params, wd_filter = network.trainable_params(), cfg.weight_decay_filter
+    quiet = contextlib.nullcontext()
+    if cfg.freeze_backbone or cfg.head_lr_scale != 1.0:
+        # "auto" passes our groups through as they are; its warning (that MindSpore filters norm weights itself)
+        # does not apply to groups that carry their own weight_decay
+        params, wd_filter = _finetune_groups(cfg, network, schedule), "auto"
+        quiet = _logger_level("mindcv.optim.optim_factory", logging.ERROR)
+    with quiet:
+        return create_optimizer(
+            params, opt=opt, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+            nesterov=cfg.nesterov, weight_decay_filter=wd_filter, loss_scale=1.0, **kwargs,
+        )
+
+
+@contextlib.contextmanager
+def _logger_level(name: str, level: int):
+    logger = logging.getLogger(name)
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def finetune_lr_tables(cfg, schedule: LrSchedule) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """(backbone lr table, classifier lr table): the backbone's is 0 for the first `freeze_backbone` epochs (all of
+    them for -1), the classifier's is the schedule x `head_lr_scale`. With lr 0 no optimizer here moves a weight
+    (SGD/momentum, AdamW and RMSProp all multiply their step by lr), while momentum and Adam moments keep
+    accumulating; BatchNorm statistics of the backbone still follow the data, as in any train-mode forward."""
+    per_epoch = len(schedule) // cfg.epochs
+    frozen = len(schedule) if cfg.freeze_backbone < 0 else cfg.freeze_backbone * per_epoch
+    backbone = tuple(0.0 if i < frozen else v for i, v in enumerate(schedule.values))
+    return backbone, tuple(v * cfg.head_lr_scale for v in schedule.values)
+
+
+def _finetune_groups(cfg, network, schedule: LrSchedule) -> list:
+    """Parameter groups for MindSpore's optimizers: (backbone | classifier) x (decay | no decay), each with its lr
+    table, then `order_params`. The decay filter is MindCV's `norm_and_bias` rule (names with gamma, beta, bias);
+    MindCV's factory cannot take groups with their own lr through its filter, hence this copy of the rule."""
+    import mindspore as ms
+
+    head = network.default_cfg.get("classifier", "classifier") + "."
+    backbone_lr, head_lr = finetune_lr_tables(cfg, schedule)
+    params = network.trainable_params()
+    if not any(p.name.startswith(head) for p in params):
+        raise ConfigError(f"freeze_backbone / head_lr_scale: the model has no trainable classifier parameters "
+                          f"'{head}*' (num_classes 0?)")
+    no_decay = cfg.weight_decay_filter == "norm_and_bias"
+    groups = []
+    for part, lrs in (("backbone", backbone_lr), ("head", head_lr)):
+        mine = [p for p in params if p.name.startswith(head) == (part == "head")]
+        is_skipped = [no_decay and any(k in p.name for k in ("gamma", "beta", "bias")) for p in mine]
+        skip = [p for p, s in zip(mine, is_skipped) if s]
+        keep = [p for p, s in zip(mine, is_skipped) if not s]
+        for group, wd in ((keep, cfg.weight_decay), (skip, 0.0)):
+            if group:
+                groups.append({"params": group, "weight_decay": wd, "lr": ms.Tensor(list(lrs), ms.float32)})
+    groups.append({"order_params": params})
+    return groups
