@@ -38,7 +38,8 @@ class EvalPreprocessing:
     def rgb_mean_std(self) -> Tuple[List[float], List[float]]:
         """mean/std in 0-255 units for MindCV's RGB transforms (a grey value repeated: the fill colour of its
         augmentations; the grey ending replaces its Normalize)."""
-        return [m * 255 for m in self.mean] * (3 // len(self.mean)), [s * 255 for s in self.std] * (3 // len(self.std))
+        repeat = 3 if self.in_channels == 1 else 1
+        return [m * 255 for m in self.mean] * repeat, [s * 255 for s in self.std] * repeat
 
 
 def inspect_split(data_dir: str, split: str) -> Tuple[List[str], int]:
