@@ -13,6 +13,9 @@ Precedence, field by field: an explicit value (command line or recipe) > the che
 config (`meta["config"]`, written by training's `make_meta`) > the model's default cfg. An explicit
 preprocessing value that disagrees with the checkpoint wins with a warning naming both; an explicit model,
 num_classes or in_channels that disagrees is refused (the weights cannot run that way).
+
+Grey-scale models (in_channels 1) decode images as L and use one mean/std value (`mindghost.data.channels`); one
+that records no mean/std gets the average of the model's default RGB values, with a note.
 """
 import glob
 import json
@@ -34,7 +37,7 @@ class InferenceSetup:
     """The model to build and the eval preprocessing to apply to its input.
 
     image_size: the square center-crop side in pixels; crop_pct: crop / resize of the short side (MindCV's eval:
-    resize to int(image_size / crop_pct), then center crop); mean/std: per channel, in [0, 1] units.
+    resize to int(image_size / crop_pct), then center crop); mean/std: per channel (3: RGB, 1: grey-scale), in [0, 1].
     `notes` say which values came from the checkpoint; `warnings` name explicit values that override it."""
 
     model: str
@@ -53,16 +56,18 @@ class InferenceSetup:
         """The `mindghost.data.EvalPreprocessing` validate's eval loader takes."""
         from .data import EvalPreprocessing
 
+        # EvalPreprocessing knows its channel count from len(mean), which resolve_inference_setup checked
         return EvalPreprocessing(image_size=self.image_size, crop_pct=self.crop_pct,
                                  interpolation=self.interpolation, mean=tuple(self.mean), std=tuple(self.std))
 
     def preprocessing_dict(self) -> Dict[str, Any]:
-        """What a deployment must do to an image before the network (export writes it into its JSON)."""
+        """What a deployment must do to an image before the network (export writes it into its JSON); "order" says
+        whether images are decoded as L (grey-scale, in_channels 1) or RGB."""
+        from .data import decode_order
+
         return {"image_size": self.image_size, "resize_size": int(self.image_size / self.crop_pct),
                 "crop_pct": self.crop_pct, "interpolation": self.interpolation, "mean": list(self.mean),
-                "std": list(self.std), "in_channels": self.in_channels,
-                "order": "decode RGB, resize short side to resize_size, center crop image_size, "
-                         "x / 255, (x - mean) / std, HWC -> CHW"}
+                "std": list(self.std), "in_channels": self.in_channels, "order": decode_order(self.in_channels)}
 
     def messages(self) -> List[str]:
         """Notes and warnings as printable lines (warnings prefixed 'warning: ')."""
@@ -176,7 +181,9 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
 
     Raises CheckpointError when the checkpoint was trained as another model or with another num_classes /
     in_channels than asked for, or records class names that do not match its class count; UsageError when no
-    model is known (no --model and a checkpoint that records none)."""
+    model is known (no --model and a checkpoint that records none), for an in_channels other than 1 or 3 (no
+    image mode to decode to) and for a mean/std without one value per channel."""
+    from .data import channel_mean_std, in_channels_problem
     from .models import get_default_cfg
 
     explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
@@ -211,6 +218,8 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
                             f"{_show(recorded[key])})")
         if key in explicit:
             values[key] = explicit[key]
+        elif key in ("mean", "std") and key not in recorded:
+            values[key] = None  # the model's default, for the resolved channel count (below)
         elif key in recorded:
             values[key] = recorded[key]
             if not _same(recorded[key], defaults[key]):
@@ -218,6 +227,17 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
                              f"({name}'s default is {_show(defaults[key])})")
         else:
             values[key] = defaults[key]
+    channels = int(values["in_channels"])
+    if in_channels_problem(channels):
+        where = flag("in_channels") if "in_channels" in explicit else f"{origin} recorded in_channels"
+        raise UsageError(f"{where} is {channels}, but images decode only as L (in_channels 1, grey-scale) or RGB "
+                         f"(in_channels 3): {name} with {channels} input channels cannot run on images")
+    values["mean"], values["std"], grey_notes, problems = channel_mean_std(
+        values["mean"], values["std"], defaults["mean"], defaults["std"], channels,
+        flags={"mean": flag("mean"), "std": flag("std")})
+    if problems:
+        raise UsageError("; ".join(problems))
+    notes += grey_notes
     if meta is None and set(PREPROCESSING_KEYS) - set(explicit):
         notes.append(f"'{source}' records no training config: using {name}'s default preprocessing "
                      f"(image_size {values['image_size']}, crop_pct {values['crop_pct']:g}, mean "
@@ -233,11 +253,6 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
         if "class_names" in explicit and "class_names" in recorded and names != recorded["class_names"]:
             warnings.append(f"--class_names overrides {origin} recorded class names "
                             f"({', '.join(recorded['class_names'][:5])}{', ...' if values['num_classes'] > 5 else ''})")
-    for key in ("mean", "std"):
-        values[key] = tuple(float(v) for v in values[key])
-        if len(values[key]) != values["in_channels"]:
-            raise UsageError(f"{flag(key)} has {len(values[key])} values; give one per input channel "
-                             f"({values['in_channels']})")
     return InferenceSetup(model=name, num_classes=int(values["num_classes"]), in_channels=int(values["in_channels"]),
                           image_size=int(values["image_size"]), crop_pct=float(values["crop_pct"]),
                           interpolation=str(values["interpolation"]), mean=values["mean"], std=values["std"],
@@ -253,17 +268,13 @@ def setup_from_checkpoint(ckpt_path: str, model: Optional[str] = None,
 
 
 def eval_transforms(setup: InferenceSetup) -> list:
-    """MindSpore ops from encoded image bytes (uint8 array) to a normalized CHW float32 array of `setup`'s size:
-    MindCV's eval transform with the arguments `mindghost.data.build_eval_loader` passes, so an image gets the
-    same pixels in prediction as in validation (tests/test_predict.py checks it against the eval loader)."""
-    from mindcv.data import create_transforms
+    """MindSpore ops from encoded image bytes (uint8 array) to a normalized (in_channels, H, W) float32 array of
+    `setup`'s size: the eval transform of `mindghost.data.build_eval_loader` (`mindghost.data.eval_ops`), so an
+    image gets the same pixels in prediction as in validation (tests/test_predict.py checks it against the eval
+    loader). Grey-scale models (in_channels 1) get the image's luma."""
+    from .data import eval_ops
 
-    if setup.in_channels != 3:
-        raise UsageError(f"the checkpoint's model takes {setup.in_channels} input channel(s); image preprocessing "
-                         "here decodes RGB (3 channels) only")
-    return create_transforms("imagenet", image_resize=setup.image_size, is_training=False, crop_pct=setup.crop_pct,
-                             interpolation=setup.interpolation, mean=[m * 255 for m in setup.mean],
-                             std=[s * 255 for s in setup.std])
+    return eval_ops(setup.preprocessing())
 
 
 def read_class_names(path: str) -> Tuple[str, ...]:

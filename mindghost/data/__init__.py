@@ -1,4 +1,6 @@
-"""ImageFolder datasets and transforms through MindCV's factories (train augmentation, eval preprocessing)."""
+"""ImageFolder datasets and transforms through MindCV's factories (train augmentation, eval preprocessing), for
+RGB or grey-scale models (`channels.py`)."""
+from .channels import DECODE_MODES, channel_mean_std, decode_order, in_channels_problem
 from .pipeline import (
     DataError,
     DatasetInfo,
@@ -7,9 +9,11 @@ from .pipeline import (
     build_train_loader,
     check_dataset,
     data_workers,
+    eval_ops,
     eval_preprocessing,
     inspect_split,
 )
 
-__all__ = ["DataError", "DatasetInfo", "EvalPreprocessing", "build_eval_loader", "build_train_loader", "check_dataset",
-           "data_workers", "eval_preprocessing", "inspect_split"]
+__all__ = ["DECODE_MODES", "DataError", "DatasetInfo", "EvalPreprocessing", "build_eval_loader", "build_train_loader",
+           "channel_mean_std", "check_dataset", "data_workers", "decode_order", "eval_ops", "eval_preprocessing",
+           "in_channels_problem", "inspect_split"]

@@ -12,7 +12,8 @@ What is checked, per file, without decoding (ImageNet: one `stat` and two small 
 - JPEG ends with its end-of-image marker and PNG with its IEND chunk (a cut-off copy or download does not).
 Only files that fail the end-marker test are decoded fully (with Pillow) to confirm: some valid JPEGs carry
 trailing bytes. Images that decode but are unusual (greyscale, RGBA, CMYK, 16-bit PNG) are fine: MindSpore
-converts them to 8-bit RGB.
+converts them to 8-bit RGB, and a grey-scale model (in_channels 1) then takes their luma (`channels.py`), so the
+same check serves both channel counts.
 """
 import os
 from typing import List, Optional, Tuple

@@ -2,12 +2,15 @@
 
 The train pipeline is rebuilt every epoch with the dataset seed `seed + epoch`, so an epoch's order and
 augmentation depend only on (seed, epoch): a resumed run sees exactly the data of an uninterrupted one.
-Eval preprocessing comes from the model's default cfg unless the recipe overrides a field.
+Eval preprocessing comes from the model's default cfg unless the recipe overrides a field. Grey-scale models
+(in_channels 1) get the same pipelines with a grey ending (see `channels.py`).
 """
+import logging
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from .channels import channel_mean_std, channel_tail, grey_tail, in_channels_problem
 from .checks import IMG_EXTENSIONS, format_bad_files, scan_class_folder  # noqa: F401
 
 
@@ -20,12 +23,23 @@ class EvalPreprocessing:
     image_size: int
     crop_pct: float
     interpolation: str
-    mean: Tuple[float, float, float]  # in [0, 1]
-    std: Tuple[float, float, float]
+    mean: Tuple[float, ...]  # in [0, 1], one per input channel (3: RGB, 1: grey-scale)
+    std: Tuple[float, ...]
 
     @property
     def resize_size(self) -> int:
         return int(self.image_size / self.crop_pct)  # MindCV floors the same way
+
+    @property
+    def in_channels(self) -> int:
+        """Channels the images are decoded to: 3 (RGB) or 1 (grey-scale, L)."""
+        return len(self.mean)
+
+    def rgb_mean_std(self) -> Tuple[List[float], List[float]]:
+        """mean/std in 0-255 units for MindCV's RGB transforms (a grey value repeated: the fill colour of its
+        augmentations; the grey ending replaces its Normalize)."""
+        repeat = 3 if self.in_channels == 1 else 1
+        return [m * 255 for m in self.mean] * repeat, [s * 255 for s in self.std] * repeat
 
 
 def inspect_split(data_dir: str, split: str) -> Tuple[List[str], int]:
@@ -105,14 +119,27 @@ def check_dataset(cfg, train: bool, val: bool) -> Tuple[DatasetInfo, List[DataEr
 
 
 def eval_preprocessing(cfg, default_cfg: Dict) -> EvalPreprocessing:
-    """The recipe's value where set, else the model's default cfg."""
+    """The recipe's value where set, else the model's default cfg; one mean/std value per `cfg.in_channels`
+    (grey-scale without a given mean/std: the average of the default RGB values, logged).
+
+    Raises DataError naming every key that does not fit `in_channels` (an in_channels other than 1 or 3, a
+    3-value mean or std with in_channels 1)."""
+    problem = in_channels_problem(cfg.in_channels)
+    if problem:
+        raise DataError(problem)
+    mean, std, notes, problems = channel_mean_std(cfg.mean, cfg.std, default_cfg["mean"], default_cfg["std"],
+                                                  cfg.in_channels)
+    if problems:
+        raise DataError("; ".join(problems))
+    for note in notes:
+        logging.getLogger("mindghost").info(note)
     size = cfg.eval_image_size or cfg.image_size or int(default_cfg["input_size"][-1])
     return EvalPreprocessing(
         image_size=size,
         crop_pct=cfg.crop_pct if cfg.crop_pct is not None else float(default_cfg["crop_pct"]),
         interpolation=cfg.interpolation or default_cfg["interpolation"],
-        mean=tuple(cfg.mean if cfg.mean is not None else default_cfg["mean"]),
-        std=tuple(cfg.std if cfg.std is not None else default_cfg["std"]),
+        mean=mean,
+        std=std,
     )
 
 
@@ -140,16 +167,16 @@ def _train_transforms(cfg, pre: EvalPreprocessing) -> list:
     from mindcv.data import create_transforms
     from mindspore.dataset import vision
 
-    mean255 = [m * 255 for m in pre.mean]  # MindCV works on uint8 images
-    std255 = [s * 255 for s in pre.std]
+    mean255, std255 = pre.rgb_mean_std()  # MindCV works on uint8 images
     interpolation = cfg.interpolation or pre.interpolation
     if cfg.train_crop == "random_resized":
-        return create_transforms(
+        ops = create_transforms(
             "imagenet", image_resize=cfg.image_size, is_training=True, auto_augment=cfg.auto_augment,
             scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), hflip=cfg.hflip, vflip=cfg.vflip,
             color_jitter=cfg.color_jitter, interpolation=interpolation, mean=mean255, std=std255,
             re_prob=cfg.re_prob,
         )
+        return channel_tail(ops, pre.in_channels, pre.mean, pre.std)
     # pad_crop: small-image (CIFAR-style) augmentation; keeps the whole object in view
     inter = getattr(vision.Inter, interpolation.upper())
     ops = [vision.Decode(), vision.Resize((cfg.image_size, cfg.image_size), interpolation=inter),
@@ -158,7 +185,10 @@ def _train_transforms(cfg, pre: EvalPreprocessing) -> list:
         ops.append(vision.RandomHorizontalFlip(prob=cfg.hflip))
     if cfg.color_jitter:
         ops.append(vision.RandomColorAdjust(*(float(cfg.color_jitter),) * 3))
-    ops += [vision.Normalize(mean=mean255, std=std255), vision.HWC2CHW()]
+    if pre.in_channels == 1:
+        ops += grey_tail(pre.mean, pre.std)
+    else:
+        ops += [vision.Normalize(mean=mean255, std=std255), vision.HWC2CHW()]
     if cfg.re_prob > 0:
         ops.append(vision.RandomErasing(prob=cfg.re_prob))
     return ops
@@ -194,7 +224,7 @@ def build_eval_loader(cfg, pre: EvalPreprocessing, batch_size: Optional[int] = N
     one. (MindSpore's DistributedSampler instead pads short shards by repeating samples, which would count
     them twice.)"""
     import mindspore.dataset as ds
-    from mindcv.data import create_dataset, create_loader, create_transforms
+    from mindcv.data import create_dataset, create_loader
 
     workers = _workers(cfg)
     dataset = create_dataset("imagenet", root=cfg.data_dir, split=cfg.val_split, shuffle=False,
@@ -203,8 +233,17 @@ def build_eval_loader(cfg, pre: EvalPreprocessing, batch_size: Optional[int] = N
         indices = list(range(rank, dataset.get_dataset_size(), group_size))
         dataset = ds.ImageFolderDataset(os.path.join(cfg.data_dir, cfg.val_split), sampler=ds.SubsetSampler(indices),
                                         num_parallel_workers=workers)
-    transform = create_transforms("imagenet", image_resize=pre.image_size, is_training=False,
-                                  crop_pct=pre.crop_pct, interpolation=pre.interpolation,
-                                  mean=[m * 255 for m in pre.mean], std=[s * 255 for s in pre.std])
     return create_loader(dataset, batch_size=batch_size or cfg.resolved_eval_batch_size(), drop_remainder=False,
-                         is_training=False, transform=transform, num_parallel_workers=workers)
+                         is_training=False, transform=eval_ops(pre), num_parallel_workers=workers)
+
+
+def eval_ops(pre: EvalPreprocessing) -> list:
+    """MindSpore ops from encoded image bytes (uint8 array) to a normalized (in_channels, H, W) float32 array:
+    decode, resize the short side to `pre.resize_size`, center crop `pre.image_size`, normalize. The one eval
+    transform of validation, training's evaluation and prediction."""
+    from mindcv.data import create_transforms
+
+    mean255, std255 = pre.rgb_mean_std()
+    ops = create_transforms("imagenet", image_resize=pre.image_size, is_training=False, crop_pct=pre.crop_pct,
+                            interpolation=pre.interpolation, mean=mean255, std=std255)
+    return channel_tail(ops, pre.in_channels, pre.mean, pre.std)

@@ -129,13 +129,22 @@ def make_jpeg_folder(root: str, num_images: int, size=(500, 375), classes: int =
 
 
 def time_input_pipeline(data_dir: str, split: str, img_size: int, batch: int, workers: int,
-                        auto_augment: Optional[str] = None, max_images: int = 0) -> Dict[str, float]:
-    """img/s of MindCV's ImageNet train pipeline (decode + transforms + batch), after its first batch."""
+                        auto_augment: Optional[str] = None, max_images: int = 0, in_channels: int = 3
+                        ) -> Dict[str, float]:
+    """img/s of MindCV's ImageNet train pipeline (decode + transforms + batch), after its first batch; a grey-scale
+    model's (in_channels 1) ends with training's grey conversion."""
     from mindcv.data import create_dataset, create_loader, create_transforms
+    from mindcv.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    from ..data.channels import channel_mean_std, channel_tail
 
     dataset = create_dataset("imagenet", root=data_dir, split=split, shuffle=True, num_parallel_workers=workers,
                              num_samples=max_images or None)
     transform = create_transforms("imagenet", image_resize=img_size, is_training=True, auto_augment=auto_augment)
+    if in_channels != 3:  # MindCV's constants are in 0-255 units
+        mean, std, _, _ = channel_mean_std(None, None, [m / 255 for m in IMAGENET_DEFAULT_MEAN],
+                                           [s / 255 for s in IMAGENET_DEFAULT_STD], in_channels)
+        transform = channel_tail(transform, in_channels, mean, std)
     loader = create_loader(dataset, batch_size=batch, drop_remainder=False, is_training=True, transform=transform,
                            num_parallel_workers=workers)
     iterator = loader.create_tuple_iterator(output_numpy=True, num_epochs=1)
@@ -310,7 +319,8 @@ def _model_builders(args, device: str, skipped: Dict[str, str],
         from mindcv.models import list_models as mindcv_list_models
 
         if args.model in mindcv_list_models():
-            builders["mindcv"] = lambda train=False: mindcv_create_model(args.model, num_classes=args.num_classes)
+            builders["mindcv"] = lambda train=False: mindcv_create_model(args.model, num_classes=args.num_classes,
+                                                                         in_channels=trace_shape[1])
         else:
             skipped["mindcv"] = f"MindCV has no model named {args.model}"
     return builders
@@ -368,7 +378,8 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
             from .export import export_model
             from .fuse import fuse_bn
 
-            plain = fuse_bn(reparameterize_model(create_model(args.model, num_classes=args.num_classes)),
+            plain = fuse_bn(reparameterize_model(create_model(args.model, num_classes=args.num_classes,
+                                                              in_channels=chans)),
                             input_shape=x1.shape)
             needed = [(1, x1)] if "latency" in args.tasks else []
             needed += [(args.batch, xb)] if "infer" in args.tasks else []
@@ -419,7 +430,7 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
                 continue
             print(f"timing the input pipeline on {source} with {workers} workers", flush=True)
             row = time_input_pipeline(data_dir, args.data_split, img_size, args.batch, workers,
-                                      args.auto_augment, args.pipeline_images if args.data_dir else 0)
+                                      args.auto_augment, args.pipeline_images if args.data_dir else 0, chans)
             row.update(source=source, auto_augment=args.auto_augment)
             train = results.get("mindghost", {}).get("train_img_per_s")
             if train:

@@ -5,8 +5,9 @@
 
 Inputs are image files, folders (searched recursively for image extensions) and globs, in the order given.
 Each image gets validation's eval preprocessing (`mindghost.inference.eval_transforms`: resize the short side by
-crop_pct, center crop, normalize), with the values the checkpoint recorded at training time (image size,
-crop_pct, interpolation, mean/std; the model's default cfg where it records none); `--image_size` and the other
+crop_pct, center crop, normalize; a grey-scale model (in_channels 1) gets each image decoded as L, the luma of a
+colour file), with the values the checkpoint recorded at training time (image size, crop_pct, interpolation,
+mean/std; the model's default cfg where it records none); `--image_size` and the other
 preprocessing flags override them with a warning. `--mindir FILE` runs an exported graph instead, with the
 preprocessing, class count and class names of the `<name>.json` export wrote next to it.
 Class names: the checkpoint's `class_names` (written by training), else `--class_names FILE` (one per line,

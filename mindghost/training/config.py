@@ -67,12 +67,12 @@ class Config:
     interpolation: Optional[str] = _f(None, "resize interpolation; none = the model's default cfg",
                                       ["bilinear", "bicubic", "nearest", "area"])
     crop_pct: Optional[float] = _f(None, "eval center-crop fraction; none = the model's default cfg")
-    mean: Optional[List[float]] = _f(None, "normalisation mean in [0, 1]; none = the model's default cfg")
-    std: Optional[List[float]] = _f(None, "normalisation std in [0, 1]; none = the model's default cfg")
+    mean: Optional[List[float]] = _f(None, "per-channel normalisation mean in [0, 1]; none = the model's default cfg")
+    std: Optional[List[float]] = _f(None, "per-channel normalisation std in [0, 1]; none = the model's default cfg")
     # --- model
     model: str = _f("ghostnet_100", "registered model name (mindghost.list_models())")
     num_classes: int = _f(1000, "number of classes")
-    in_channels: int = _f(3, "input channels")
+    in_channels: int = _f(3, "input channels: 3 (images decoded as RGB) or 1 (grey-scale, decoded as L)")
     drop_rate: Optional[float] = _f(None, "classifier dropout; none = the variant's default")
     pretrained: bool = _f(False, "start from the variant's published weights (mindghost.hub; downloaded once)")
     pretrained_dir: str = _f("", "folder searched first for published weight files (offline machines); "
@@ -330,8 +330,8 @@ def config_problems(cfg: Config) -> List[str]:
             problems.append(f"'{key}' expects two numbers [low, high], got {getattr(cfg, key)}")
     for key in ("mean", "std"):
         v = getattr(cfg, key)
-        if v is not None and (len(v) != 3 or max(v) > 1.0):
-            problems.append(f"'{key}' expects three numbers in [0, 1], got {v}")
+        if v is not None and (len(v) not in (1, 3) or max(v) > 1.0):  # 1: grey-scale (in_channels 1)
+            problems.append(f"'{key}' expects one number per input channel (3, or 1 for grey-scale) in [0, 1], got {v}")
     if cfg.scheduler == "step_decay" and cfg.decay_epochs <= 0:
         problems.append("'scheduler: step_decay' needs decay_epochs > 0")
     if cfg.scheduler == "multi_step_decay" and not cfg.milestones:
