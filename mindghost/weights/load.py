@@ -82,9 +82,14 @@ def _drop_classifier(model: nn.Cell, state: Mapping[str, object], params: Mappin
     """`state` without the classifier's keys (`default_cfg["classifier"]`), logging exactly what is dropped."""
     head = _classifier_name(model)
     dropped = sorted(k for k in state if _under(k, head))
-    kept = {k: v for k, v in state.items() if k not in dropped}
+    # a training checkpoint also holds the old classifier's optimizer slots and EMA copy (`adam_m.classifier.weight`,
+    # `ema.classifier.bias`, ...): they belong to the dropped classifier, so they go too (else: "unexpected keys")
+    slots = sorted(k for k in state if k not in dropped and "." in k and _under(k.split(".", 1)[1], head))
+    kept = {k: v for k, v in state.items() if k not in dropped and k not in slots}
     fresh = sorted(k for k in params if _under(k, head))
     shown = ", ".join(f"{k} {tuple(_as_numpy(state[k]).shape)}" for k in dropped) or "none"
+    if slots:
+        shown += f" (and its {len(slots)} optimizer/EMA slot(s): {_format_keys(slots, 6)})"
     _LOG.warning("%s: new classifier (%s): dropped the checkpoint's classifier keys %s; the model's %s %s "
                  "keep their fresh initialisation. Every other tensor loads strictly.", source, why, shown,
                  head, ", ".join(f"{k} {tuple(params[k].shape)}" for k in fresh) or "(none: the model has no "
