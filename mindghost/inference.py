@@ -17,14 +17,13 @@ num_classes or in_channels that disagrees is refused (the weights cannot run tha
 Grey-scale models (in_channels 1) decode images as L and use one mean/std value (`mindghost.data.channels`); one
 that records no mean/std gets the average of the model's default RGB values, with a note.
 """
-import glob
 import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import UsageError
-from .weights import META_KEY, CheckpointError
+from .weights import META_KEY, CheckpointError, check_ckpt_path, find_checkpoints
 
 # the fields `resolve_inference_setup` decides; keys of `explicit` and of `InferenceSetup`
 PREPROCESSING_KEYS = ("image_size", "crop_pct", "interpolation", "mean", "std")
@@ -72,28 +71,6 @@ class InferenceSetup:
     def messages(self) -> List[str]:
         """Notes and warnings as printable lines (warnings prefixed 'warning: ')."""
         return list(self.notes) + [f"warning: {w}" for w in self.warnings]
-
-
-def find_checkpoints(run_dir: str) -> List[str]:
-    """The .ckpt files of a run directory (its checkpoints/ folder, or the folder itself), best and last first."""
-    found = sorted(glob.glob(os.path.join(run_dir, "*.ckpt")) + glob.glob(os.path.join(run_dir, "*", "*.ckpt")))
-    rank = {"best.ckpt": 0, "last.ckpt": 1}
-    return sorted(found, key=lambda p: (rank.get(os.path.basename(p), 2), p))
-
-
-def check_ckpt_path(path: str, flag: str = "--ckpt_path") -> str:
-    """`path` if it is a file; a folder (a run directory) or a missing path is refused naming the files to pass."""
-    if os.path.isdir(path):
-        found = find_checkpoints(path)
-        if not found:
-            raise CheckpointError(f"{flag} '{path}' is a folder and holds no .ckpt files; pass a checkpoint file")
-        shown = "\n  ".join(found[:6]) + (f"\n  ... ({len(found) - 6} more)" if len(found) > 6 else "")
-        raise CheckpointError(f"{flag} '{path}' is a run directory, not a checkpoint file; pass one of the files "
-                              f"inside it (best.ckpt: best validation accuracy, last.ckpt: the latest epoch):\n  "
-                              f"{shown}")
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{flag}: checkpoint not found: '{path}'")
-    return path
 
 
 def read_meta(path: str, flag: str = "--ckpt_path") -> Optional[Dict[str, Any]]:

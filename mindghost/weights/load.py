@@ -5,6 +5,7 @@ state, EMA copies as ``ema.<name>`` and a ``mindghost_meta`` entry), MindCV chec
 and PyTorch state dicts (`.pth`, `.pth.tar`, `.pt`, read without torch and without executing pickled code).
 Every model parameter must be present with the right shape; anything else is an error listing the keys.
 """
+import glob
 import json
 import logging
 import os
@@ -26,15 +27,35 @@ NEW_CLASSIFIER_HINT = ("to fine-tune with a new classifier, pass new_classifier=
                        "train.py --new_classifier True; python -m mindghost.convert --new_classifier)")
 
 
+def find_checkpoints(run_dir: str) -> List[str]:
+    """The .ckpt files of a run directory (its checkpoints/ folder, or the folder itself), best and last first."""
+    found = sorted(glob.glob(os.path.join(run_dir, "*.ckpt")) + glob.glob(os.path.join(run_dir, "*", "*.ckpt")))
+    rank = {"best.ckpt": 0, "last.ckpt": 1}
+    return sorted(found, key=lambda p: (rank.get(os.path.basename(p), 2), p))
+
+
+def check_ckpt_path(path: str, flag: str = "--ckpt_path") -> str:
+    """`path` if it is a file. A folder (e.g. a run directory) is refused naming the checkpoint files inside it,
+    a missing path naming the kinds of file `flag` takes (CheckpointError)."""
+    if path and os.path.isdir(path):
+        found = find_checkpoints(path)
+        if not found:
+            raise CheckpointError(f"{flag} '{path}' is a folder and holds no .ckpt files; pass a checkpoint file")
+        shown = "\n  ".join(found[:6]) + (f"\n  ... ({len(found) - 6} more)" if len(found) > 6 else "")
+        raise CheckpointError(f"{flag} '{path}' is a run directory, not a checkpoint file; pass one of the files "
+                              f"inside it (best.ckpt: best validation accuracy, last.ckpt: the latest epoch):\n  "
+                              f"{shown}")
+    if not path or not os.path.isfile(path):
+        raise CheckpointError(f"Checkpoint not found: '{path}'. Pass an existing file to {flag} (a .ckpt from "
+                              "mindghost or MindCV, a .safetensors, or an official .pth).")
+    return path
+
+
 def read_checkpoint(path: str, ema: bool = False) -> Dict[str, object]:
     """Read a checkpoint file into {name: Parameter or ndarray}, with a clear error for bad paths or files.
 
     For PyTorch files `ema=True` picks the EMA state dict (`state_dict_ema`, ...) already here."""
-    if not path or not os.path.isfile(path):
-        raise CheckpointError(
-            f"Checkpoint not found: '{path}'. Pass an existing file to --ckpt_path "
-            "(a .ckpt from mindghost or MindCV, a .safetensors, or an official .pth)."
-        )
+    check_ckpt_path(path)
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"Checkpoint '{path}' is an empty file (0 bytes); it was probably cut off while saving.")
     if path.endswith(TORCH_SUFFIXES):
