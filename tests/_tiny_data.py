@@ -10,8 +10,9 @@ FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
 def write_tiny_imagefolder(root: str, classes: int = 3, train_per_class: int = 8, val_per_class: int = 5,
-                           size: int = 32) -> str:
-    """Colour-coded synthetic classes (learnable): class c is brighter in channel c."""
+                           size: int = 32, grey: bool = False) -> str:
+    """Learnable synthetic classes. RGB: class c is brighter in channel c. grey ('L' PNGs): class c is noise
+    around brightness 40 + 80 c."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -20,6 +21,10 @@ def write_tiny_imagefolder(root: str, classes: int = 3, train_per_class: int = 8
             d = os.path.join(root, split, f"class_{c}")
             os.makedirs(d, exist_ok=True)
             for i in range(n):
+                if grey:
+                    img = np.clip(rng.normal(40 + 80 * c, 20, (size, size)), 0, 255).astype(np.uint8)
+                    Image.fromarray(img, mode="L").save(os.path.join(d, f"{i}.png"))
+                    continue
                 img = rng.integers(0, 100, (size, size, 3), dtype=np.uint8)
                 img[..., c % 3] += 120
                 Image.fromarray(img).save(os.path.join(d, f"{i}.png"))

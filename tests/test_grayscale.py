@@ -13,32 +13,16 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _tiny_data import load_entry_point  # noqa: E402
+from _tiny_data import load_entry_point, write_tiny_imagefolder  # noqa: E402
 
 ARGS = ["--model", "ghostnet_050", "--num_classes", "3", "--in_channels", "1", "--image_size", "32",
         "--batch_size", "8", "--epochs", "1", "--warmup_epochs", "0", "--device", "CPU", "--progress", "False",
         "--plot", "False", "--log_every", "1", "--num_workers", "1"]
 
 
-def write_grey_imagefolder(root: str, classes: int = 3, train_per_class: int = 8, val_per_class: int = 4,
-                           size: int = 32) -> str:
-    """Grey-scale ('L' PNG) classes told apart by brightness: class c is noise around 40 + 80 c."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", train_per_class), ("val", val_per_class)):
-        for c in range(classes):
-            d = os.path.join(root, split, f"class_{c}")
-            os.makedirs(d, exist_ok=True)
-            for i in range(n):
-                img = np.clip(rng.normal(40 + 80 * c, 20, (size, size)), 0, 255).astype(np.uint8)
-                Image.fromarray(img, mode="L").save(os.path.join(d, f"{i}.png"))
-    return root
-
-
 @pytest.fixture(scope="module")
 def grey(tmp_path_factory):
-    return write_grey_imagefolder(str(tmp_path_factory.mktemp("grey")))
+    return write_tiny_imagefolder(str(tmp_path_factory.mktemp("grey")), val_per_class=4, grey=True)
 
 
 @pytest.fixture(scope="module")

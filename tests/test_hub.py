@@ -6,10 +6,10 @@ import hashlib
 import logging
 import os
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from _loopback import isolate, serve  # noqa: E402
 
 from mindghost import hub
 from mindghost.hub import ENV_CACHE_ROOT, ENV_MIRROR, ENV_WEIGHTS_CACHE, PretrainedError, WeightSource
@@ -49,13 +49,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=10)
+    with serve(_Handler) as url:
+        yield url
 
 
 @pytest.fixture
@@ -70,11 +65,7 @@ def closed_port_url():
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """A private cache per test, no mirror, no proxy (a proxy from the environment must not see loopback calls)."""
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", ENV_MIRROR,
-                ENV_CACHE_ROOT):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv(ENV_WEIGHTS_CACHE, str(tmp_path / "cache"))
+    isolate(monkeypatch, tmp_path)
     _Handler.requests.clear()
     return tmp_path
 

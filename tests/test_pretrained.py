@@ -9,16 +9,16 @@ import logging
 import os
 import socket
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
+from _loopback import isolate, serve  # noqa: E402
 
 import mindspore as ms
 
 from mindghost import hub
-from mindghost.hub import ENV_CACHE_ROOT, ENV_MIRROR, ENV_WEIGHTS_CACHE, PretrainedError, WeightSource
+from mindghost.hub import PretrainedError, WeightSource
 from mindghost.models import CheckpointError, create_model, get_default_cfg, load_checkpoint, load_state_dict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -46,22 +46,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=10)
+    with serve(_Handler) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", ENV_MIRROR,
-                ENV_CACHE_ROOT):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv(ENV_WEIGHTS_CACHE, str(tmp_path / "cache"))
+    isolate(monkeypatch, tmp_path)
     return tmp_path
 
 
