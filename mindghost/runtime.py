@@ -85,8 +85,8 @@ def apply_cpu_environment(device: str = "auto") -> str:
     Always `GLOG_v=3` unless set (MindSpore's C++ warnings otherwise flood the console). When `device` (resolved
     by `detect_device`) is CPU and the user did not set `ONEDNN_MAX_CPU_ISA`: `AVX2`, because MindSpore's bundled
     oneDNN runs a naive reference kernel for every k>1 convolution on AVX-512 machines (~3-7x slower for GhostNet;
-    outputs change only at rounding level). If MindSpore is already imported it is too late: one warning (logging
-    and `warnings`, once per process) says so and how to fix it.
+    outputs change only at rounding level). If MindSpore is already imported it is too late: one RuntimeWarning
+    (once per process) says so and how to fix it; the entry points also log the returned note.
     """
     os.environ.setdefault("GLOG_v", "3")
     if detect_device(device) != "CPU":
@@ -100,8 +100,7 @@ def apply_cpu_environment(device: str = "auto") -> str:
         _ENV_STATE["isa_set"] = True
         return _ISA_SET_NOTE
     if not _ENV_STATE.get("warned"):
-        _ENV_STATE["warned"] = True
-        _LOG.warning(_ISA_LATE_NOTE)
+        _ENV_STATE["warned"] = True  # a warning, not also a log record: a script without logging set up saw it twice
         warnings.warn(_ISA_LATE_NOTE, RuntimeWarning, stacklevel=3)
     return _ISA_LATE_NOTE
 
@@ -154,6 +153,29 @@ def _once(key: str, fn) -> None:
                 raise
             _LOG.debug(f"{key}: {e}")
         _DONE[key] = True
+
+
+def quiet_cell_teardown() -> None:
+    """Silence MindSpore 2.10's exit noise in users' own scripts: at interpreter shutdown `Cell.__del__` runs after
+    its module's globals are cleared and prints `Exception ignored ... 'NoneType' object has no attribute
+    'total_instance_count'` once per live cell (hundreds for one model). Errors of `Cell.__del__` are dropped
+    only while the interpreter is finalizing; before that they propagate as before. Idempotent; called when
+    `mindghost.models` is imported (entry points also leave through `run_main`, which never reaches that stage)."""
+    from mindspore import nn
+
+    original = nn.Cell.__del__
+    if getattr(original, "_mindghost_quiet", False):
+        return
+
+    def __del__(self, _original=original, _finalizing=sys.is_finalizing):  # defaults: bound before teardown
+        try:
+            _original(self)
+        except Exception:
+            if not _finalizing():
+                raise
+
+    __del__._mindghost_quiet = True
+    nn.Cell.__del__ = __del__
 
 
 # OSErrors that the user causes and can fix: a missing or existing path, permissions, a full or read-only disk.

@@ -16,7 +16,7 @@ SRC=/usr/share/datasets/fashion-mnist
 bash scripts/setup.sh
 
 if [ ! -f "$SRC/train-images-idx3-ubyte.gz" ] && [ ! -f "$DATA/.complete" ]; then
-    echo "error: Fashion-MNIST is neither in $SRC nor prepared in $DATA (see the NOTE above); then rerun this script."
+    echo "error: Fashion-MNIST is neither in $SRC nor prepared in $DATA (scripts/setup.sh printed how to get it); then rerun this script."
     exit 1
 fi
 echo "== preparing $DATA"

@@ -25,6 +25,10 @@ echo "== installing $REQUIREMENTS into $VENV"
 # matplotlib draws the run's curves.png (the demo's figure); an optional extra of the package, so installed here
 # rather than pinned in requirements.txt. Without it training works and logs one line instead of the figure.
 "$VENV/bin/python" -m pip install -q "matplotlib>=3.5"
+# mindghost itself, editable: `import mindghost` works from any folder and the mindghost-* commands exist
+install_log=$(mktemp)  # setuptools' build warnings are noise here; shown only if the install fails
+"$VENV/bin/python" -m pip install -q --no-deps -e . >"$install_log" 2>&1 || { cat "$install_log" >&2; exit 1; }
+rm -f "$install_log"
 
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then

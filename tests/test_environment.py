@@ -43,7 +43,16 @@ def test_mindspore_imported_first_warns_once():
     out = _python(code)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "isa None" in out.stdout  # too late to set it: not pretended
-    # one logging record and one RuntimeWarning, each naming both fixes, and no repeat on later calls
-    assert out.stderr.count("mindspore was imported before mindghost") == 2, out.stderr[-3000:]
+    # one RuntimeWarning naming both fixes, printed once, and no repeat on later calls
+    assert out.stderr.count("mindspore was imported before mindghost") == 1, out.stderr[-3000:]
     assert "RuntimeWarning" in out.stderr and "import mindghost before mindspore" in out.stderr
     assert "ONEDNN_MAX_CPU_ISA=AVX2" in out.stderr
+
+
+def test_a_users_script_exits_without_cell_teardown_noise():
+    """MindSpore 2.10 prints `Exception ignored in: <function Cell.__del__ ...> ... total_instance_count` for every
+    live cell at interpreter exit; a plain script that builds a model must end cleanly."""
+    out = _python("import mindghost\nmodel = mindghost.create_model('ghostnet_050', num_classes=3)\nprint('built')")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "built"
+    assert "Exception ignored" not in out.stderr and "total_instance_count" not in out.stderr, out.stderr[-2000:]

@@ -121,6 +121,21 @@ def test_recipe_num_classes_disagrees_with_dataset(tiny, tmp_path, train_mod):
         train_mod.main(["-c", str(recipe)] + args + ["--data_dir", tiny, "--output_dir", str(tmp_path / "run")])
 
 
+def test_config_launch_and_data_problems_are_reported_together(tiny, tmp_path, train_mod):
+    """The Ascend recipe run by hand on a small dataset: warmup longer than the run, distribute without msrun and a
+    wrong class count come back in one error (they used to surface one rerun at a time), and nothing is written."""
+    recipe = os.path.join(ROOT, "configs", "ghostnet", "ghostnet_050_ascend.yaml")
+    with pytest.raises(ValueError) as err:
+        train_mod.main(["-c", recipe, "--data_dir", tiny, "--num_classes", "5", "--epochs", "1", "--device", "CPU",
+                        "--output_dir", str(tmp_path / "run")])
+    message = str(err.value)
+    assert message.startswith("3 problems found before starting (nothing was written)"), message
+    assert "'warmup_epochs' (20) exceeds 'epochs' (1)" in message
+    assert "needs the msrun launcher" in message and "--join=True" in message
+    assert "has 3 class folders but num_classes is 5" in message
+    assert not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------------------------------------ data
 def test_missing_data_dir_on_disk(tmp_path):
     """User sees: `Split folder '<dir>/train' not found ('<dir>' does not exist)`."""

@@ -88,10 +88,10 @@ def test_backbone_frozen_for_the_first_epoch_then_trained(tiny, five_class_ckpt,
     assert len(moved) > 0.9 * len(trunk), f"only {len(moved)} of {len(trunk)} backbone weights trained in epoch 2"
 
 
-def test_finetune_options_are_checked_before_anything_is_written(tiny, train_mod, tmp_path, capsys):
-    with pytest.raises(SystemExit):
+def test_finetune_options_are_checked_before_anything_is_written(tiny, train_mod, tmp_path):
+    with pytest.raises(ValueError) as info:
         train_mod.main(ARGS + ["--data_dir", tiny, "--new_classifier", "True", "--head_lr_scale", "0",
                                "--output_dir", str(tmp_path / "run")])
-    err = capsys.readouterr().err
+    err = str(info.value)
     assert "new_classifier" in err and "head_lr_scale" in err
     assert not os.path.exists(tmp_path / "run")

@@ -26,10 +26,10 @@ def setup_runtime(cfg: Config, device: str, notes: Sequence[str] = ()) -> Replic
     """Device, mode, seeds, threads, the process group, then logging (which needs the rank); `notes` (which device
     and why, the CPU environment) open the log."""
     from ..runtime import setup_context
-    from .distributed import init_distributed
+    from .distributed import init_distributed, launch_problem
 
     setup_context(device, cfg.mode, cfg.deterministic, cfg.seed, cfg.cpu_threads)
-    replica = init_distributed(cfg.distribute)
+    replica = init_distributed(cfg.distribute and not launch_problem(cfg.distribute))  # else: plan_run reports it
     setup_logging(replica.is_main)
     if replica.size > 1:  # in every worker log: scripts/_common.sh names a failed worker's rank from msrun's pid
         print(f"mindghost worker: rank {replica.rank} of {replica.size}, pid {os.getpid()}, host {platform.node()}",

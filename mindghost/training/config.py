@@ -430,13 +430,16 @@ def make_parser(description: str = "") -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: Optional[List[str]] = None, description: str = "") -> Tuple[Config, Dict[str, Any]]:
-    """Parse the command line: returns the resolved Config and the dict of explicitly given CLI values."""
-    cfg, cli, _ = parse_args_with_recipe(argv, description)
+def parse_args(argv: Optional[List[str]] = None, description: str = "", defer_checks: bool = False
+               ) -> Tuple[Config, Dict[str, Any]]:
+    """Parse the command line: returns the resolved Config and the dict of explicitly given CLI values.
+    Unknown keys and wrong types always stop here; `defer_checks=True` leaves the value checks
+    (`config_problems`) to the caller, which reports them with its own (train.py: with the data's)."""
+    cfg, cli, _ = parse_args_with_recipe(argv, description, defer_checks)
     return cfg, cli
 
 
-def parse_args_with_recipe(argv: Optional[List[str]] = None, description: str = ""
+def parse_args_with_recipe(argv: Optional[List[str]] = None, description: str = "", defer_checks: bool = False
                            ) -> Tuple[Config, Dict[str, Any], Dict[str, Any]]:
     """`parse_args`, plus the recipe's own values ({} without --config): what the user set, by either route,
     as opposed to the schema's defaults (validate.py lets a checkpoint's record fill what neither set)."""
@@ -452,7 +455,9 @@ def parse_args_with_recipe(argv: Optional[List[str]] = None, description: str = 
     try:
         cli = normalize(cli_raw, from_cli=True, source="command line")
         recipe = load_yaml(config_path) if config_path else {}
-        cfg = _validate(Config(**{**recipe, **cli}))
+        cfg = Config(**{**recipe, **cli})
+        if not defer_checks:
+            cfg = _validate(cfg)
     except ConfigError as e:
         parser.error(str(e))
         raise  # pragma: no cover

@@ -23,14 +23,21 @@ class Replica:
         return self.rank == 0
 
 
+def launch_problem(distribute: bool) -> str:
+    """Why `distribute` cannot work in this process ("" when it can): data parallelism needs msrun's workers."""
+    if distribute and not launched_by_msrun():
+        return ("distribute=True needs the msrun launcher, e.g. `msrun --worker_num=8 --local_worker_num=8 "
+                "--join=True train.py --config ... --data_dir ...`; for one device pass --distribute False")
+    return ""
+
+
 def init_distributed(distribute: bool) -> Replica:
-    """This process's Replica; rank 0 of 1 for a single process. Call after the device is set."""
+    """This process's Replica; rank 0 of 1 for a single process. Call after the device is set. Without msrun
+    (`launch_problem`) it raises ConfigError; train.py reports that with its other checks (plan.make_plan)."""
     if not distribute:
         return Replica()
-    if not launched_by_msrun():
-        raise ConfigError(
-            "distribute=True needs the msrun launcher, e.g. `msrun --bind_core=True --worker_num 8 "
-            "python train.py --config ... --data_dir ...`; for one device pass --distribute False")
+    if launch_problem(distribute):
+        raise ConfigError(launch_problem(distribute))
     import mindspore as ms
     from mindspore.communication import get_group_size, get_rank, init
 

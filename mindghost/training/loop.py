@@ -225,10 +225,14 @@ class Loop:
                                 "were all skipped")
 
     def _stalled(self, what: str) -> TrainingStalled:
-        return TrainingStalled(
-            f"{what}: the fp16 gradients overflowed at every step ({self.loss_scale_note}), so the weights did not "
-            "change. Lower --loss_scale (e.g. 1024), or pass --loss_scale_type dynamic (it halves the scale after "
-            "an overflow), or train in fp32 with --amp_level O0. Nothing from these steps was saved.")
+        if self.dynamic_scale:  # it halves after each overflow: a run this short never got down to a usable scale
+            fix = ("Start the dynamic scale lower with --loss_scale (e.g. 1024), or train longer (it halves after "
+                   "each overflow), or train in fp32 with --amp_level O0.")
+        else:
+            fix = ("Lower --loss_scale (e.g. 1024), or pass --loss_scale_type dynamic (it halves the scale after an "
+                   "overflow), or train in fp32 with --amp_level O0.")
+        return TrainingStalled(f"{what}: the fp16 gradients overflowed at every step ({self.loss_scale_note}), so the "
+                               f"weights did not change. {fix} Nothing from these steps was saved.")
 
     def _end_epoch(self, state: TrainState, elapsed_total: float) -> None:
         # a fixed scale that overflowed at every step of an epoch will not recover; a dynamic one may still be

@@ -85,9 +85,13 @@ def make_plan(cfg: Config, device: str, replica: Replica) -> RunPlan:
     """Check the config, model name, dataset and run directory together; one error lists every problem."""
     from ..data import build_train_loader, check_dataset, data_workers, eval_preprocessing
     from ..models import get_default_cfg
+    from .config import config_problems
+    from .distributed import launch_problem
     from .run_dir import plan_run_dir
 
-    problems: List[Exception] = []
+    problems: List[Exception] = [ConfigError(p) for p in config_problems(cfg)]
+    if launch_problem(cfg.distribute):
+        problems.append(ConfigError(launch_problem(cfg.distribute)))
     pre, amp, run = None, None, None
     try:
         pre = eval_preprocessing(cfg, get_default_cfg(cfg.model).to_dict())
