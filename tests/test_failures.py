@@ -729,10 +729,14 @@ def test_every_problem_is_reported_at_once_and_nothing_is_written(tiny, tmp_path
     assert not (tmp_path / "runs").exists()
 
 
-def test_config_problems_are_reported_together(train_mod, capsys):
-    """User sees `2 problems in the config:` then `'accum_steps' must be >= 1` and `'warmup_epochs' (9) exceeds`."""
-    err = _cli_error(capsys, train_mod.main, ARGS + ["--accum_steps", "0", "--epochs", "2", "--warmup_epochs", "9"])
-    assert "2 problems in the config" in err and "'accum_steps' must be >= 1" in err and "exceeds 'epochs'" in err
+def test_config_problems_are_reported_together(train_mod):
+    """User sees `3 problems found before starting` with `'accum_steps' must be >= 1`, `'warmup_epochs' (9)
+    exceeds` and the missing data_dir: value checks of the config come with the data's, in one error."""
+    with pytest.raises(ValueError) as info:
+        train_mod.main(ARGS + ["--accum_steps", "0", "--epochs", "2", "--warmup_epochs", "9"])
+    err = str(info.value)
+    assert err.startswith("3 problems found before starting")
+    assert "'accum_steps' must be >= 1" in err and "exceeds 'epochs'" in err and "No dataset given" in err
 
 
 def test_too_many_workers_are_clamped_with_one_line(tiny, tmp_path, train_mod):
@@ -749,11 +753,14 @@ def test_too_many_workers_are_clamped_with_one_line(tiny, tmp_path, train_mod):
 
 
 # ------------------------------------------------------------------------------------------------ mixup
-def test_mixup_with_an_odd_batch_is_refused_at_config_time(train_mod, capsys):
+def test_mixup_with_an_odd_batch_is_refused_at_config_time(tiny, tmp_path, train_mod):
     """MindCV's Mixup dies mid-epoch on an odd batch. User sees, before anything runs: `mixup/cutmix need an even
     batch_size (they mix pairs of images), got 5; pass --batch_size 6 (or 4), or --mixup 0 --cutmix 0`."""
-    err = _cli_error(capsys, train_mod.main, ARGS + ["--batch_size", "5", "--cutmix", "1.0"])
-    assert "mixup/cutmix need an even batch_size (they mix pairs of images), got 5; pass --batch_size 6" in err
+    with pytest.raises(ValueError, match=r"mixup/cutmix need an even batch_size \(they mix pairs of images\), got 5; "
+                                         r"pass --batch_size 6"):
+        train_mod.main(ARGS + ["--data_dir", tiny, "--output_dir", str(tmp_path / "run"), "--batch_size", "5",
+                               "--cutmix", "1.0"])
+    assert not (tmp_path / "run").exists()
 
 
 def test_mixup_with_an_odd_last_batch_is_refused_before_training(tiny, tmp_path, train_mod):
