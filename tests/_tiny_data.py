@@ -8,6 +8,11 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
+# a short train.py run on write_tiny_imagefolder's data (3 classes, 32 px, CPU, no bars or plots): tests add theirs
+TINY_TRAIN_ARGS = ["--model", "ghostnet_050", "--num_classes", "3", "--image_size", "32", "--batch_size", "4",
+                   "--device", "CPU", "--progress", "False", "--plot", "False", "--lr", "0.01", "--log_every", "1",
+                   "--warmup_epochs", "0"]
+
 
 def write_tiny_imagefolder(root: str, classes: int = 3, train_per_class: int = 8, val_per_class: int = 5,
                            size: int = 32, grey: bool = False) -> str:

@@ -13,17 +13,16 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _tiny_data import load_entry_point, write_tiny_imagefolder  # noqa: E402
+from _tiny_data import TINY_TRAIN_ARGS, load_entry_point, write_tiny_imagefolder  # noqa: E402
 
 from mindghost.models import CheckpointError  # noqa: E402
 from mindghost.training.config import ConfigError  # noqa: E402
 
 NUM_CLASSES = 3
-KD_ARGS = ["--model", "ghostnet_050", "--num_classes", str(NUM_CLASSES), "--image_size", "32", "--batch_size", "4",
-           "--device", "CPU", "--progress", "False", "--plot", "False", "--lr", "0.01", "--log_every", "1",
-           "--warmup_epochs", "0", "--mode", "graph", "--deterministic", "True", "--epochs", "2", "--ema", "True",
-           "--drop_rate", "0", "--val_every", "0", "--teacher", "ghostnet_050", "--kd_temperature", "2",
-           "--kd_weight", "0.7", "--label_weight", "0.5"]
+KD_ARGS = TINY_TRAIN_ARGS + [
+    "--mode", "graph", "--deterministic", "True", "--epochs", "2", "--ema", "True", "--drop_rate", "0",
+    "--val_every", "0", "--teacher", "ghostnet_050", "--kd_temperature", "2", "--kd_weight", "0.7",
+    "--label_weight", "0.5"]
 
 
 @pytest.fixture(scope="module")

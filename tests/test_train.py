@@ -11,11 +11,15 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _tiny_data import FASHION_MNIST, load_entry_point, write_fashion_mnist_subset, write_tiny_imagefolder  # noqa: E402
+from _tiny_data import (  # noqa: E402
+    FASHION_MNIST,
+    TINY_TRAIN_ARGS,
+    load_entry_point,
+    write_fashion_mnist_subset,
+    write_tiny_imagefolder,
+)
 
-COMMON = ["--model", "ghostnet_050", "--num_classes", "3", "--image_size", "32", "--batch_size", "4",
-          "--device", "CPU", "--progress", "False", "--plot", "False", "--lr", "0.01", "--log_every", "1",
-          "--warmup_epochs", "0", "--label_smoothing", "0.1"]
+COMMON = TINY_TRAIN_ARGS + ["--label_smoothing", "0.1"]
 
 
 @pytest.fixture(scope="module")
