@@ -235,8 +235,7 @@ def test_weight_source_rejects_bad_fields(bad):
 def test_table_names_registered_models_with_unique_files():
     from mindghost.models import list_models
 
-    # ghostnetv3_100 is registered by the GhostNetV3 branch, merged separately; drop this exemption after the merge.
-    unregistered = sorted(set(hub.WEIGHTS) - set(list_models()) - {"ghostnetv3_100"})
+    unregistered = sorted(set(hub.WEIGHTS) - set(list_models()))
     assert unregistered == []
     names = [s.filename for sources in hub.WEIGHTS.values() for s in sources]
     assert len(names) == len(set(names))
