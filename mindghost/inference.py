@@ -244,6 +244,137 @@ def setup_from_checkpoint(ckpt_path: str, model: Optional[str] = None,
     return meta, resolve_inference_setup(meta, model=model, explicit=explicit, source=ckpt_path, flags=flags)
 
 
+FUSE_BN_CHOICES = ("auto", "true", "false")
+
+
+@dataclass(frozen=True)
+class InferenceSource:
+    """Where a model's weights come from and what they need: `ckpt_path` ("" for random weights; the fetched file
+    for `pretrained`), the checkpoint's mindghost `meta` (None when it records none) and the resolved `setup`."""
+
+    ckpt_path: str
+    meta: Optional[Dict[str, Any]]
+    setup: InferenceSetup
+
+
+@dataclass
+class InferenceModel:
+    """A model ready to run (eval mode, inference form) and what it was built from.
+
+    model: the `nn.Cell`, input (N, setup.in_channels, setup.image_size, setup.image_size) float32, output
+    (N, setup.num_classes) logits. bn_folded: the number of BatchNorm layers folded into their convs (0: none);
+    reparameterized: GhostNetV3 branches fused; cpu_pass: `mindghost.cpu.accelerate_on_cpu` applied. unfused: with
+    `keep_unfused`, the same weights before BN folding and the CPU pass (export's parity reference), else None."""
+
+    model: Any
+    setup: InferenceSetup
+    meta: Optional[Dict[str, Any]]
+    ckpt_path: str
+    device: str
+    ema: bool
+    bn_folded: int
+    reparameterized: bool
+    cpu_pass: bool
+    unfused: Any = None
+    notes: Tuple[str, ...] = ()
+
+    def messages(self) -> List[str]:
+        """The setup's notes and warnings, then the builder's own notes (BN folding)."""
+        return self.setup.messages() + list(self.notes)
+
+
+def resolve_source(ckpt_path: str = "", model: Optional[str] = None, explicit: Optional[Mapping[str, Any]] = None,
+                   *, pretrained: bool = False, pretrained_dir: str = "", random_weights: bool = False,
+                   flags: Optional[Mapping[str, str]] = None) -> InferenceSource:
+    """The weights to load and the `InferenceSetup` they need (`setup_from_checkpoint`; the first half of
+    `build_inference_model`, for callers that check their data against the setup before building).
+
+    Exactly one source: `ckpt_path`, `pretrained` (needs `model`; the file is found in `pretrained_dir`, the cache,
+    or downloaded: `mindghost.hub.fetch_pretrained`), or `random_weights=True` (untrained, on purpose: benchmark,
+    profile, deployment tests). Raises UsageError for none or two of them, CheckpointError for a checkpoint that
+    cannot run as asked (see `resolve_inference_setup`)."""
+    flags = dict(flags or {})
+    given = [name for name, on in (("ckpt_path", bool(ckpt_path)), ("pretrained", pretrained),
+                                   ("random_weights", random_weights)) if on]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(flags.get(g, '--' + g) for g in given)} both name the weights: keep one")
+    if not given:
+        raise UsageError(f"no weights given: pass {flags.get('ckpt_path', '--ckpt_path')} /path/to/checkpoint, or "
+                         "--pretrained for the model's published weights (random weights are never used silently)")
+    if random_weights:
+        return InferenceSource("", None, resolve_inference_setup({}, model, explicit, source="random weights",
+                                                                  flags=flags))
+    if pretrained:
+        if not model:
+            raise UsageError(f"--pretrained needs {flags.get('model', '--model')}: the published weights of which "
+                             "model?")
+        from .hub import fetch_pretrained
+
+        ckpt_path = fetch_pretrained(model, pretrained_dir or None)[0]
+    meta, setup = setup_from_checkpoint(ckpt_path, model, explicit, flags)
+    return InferenceSource(ckpt_path, meta, setup)
+
+
+def build_inference_model(ckpt_path: str = "", model: Optional[str] = None,
+                          explicit: Optional[Mapping[str, Any]] = None, *, pretrained: bool = False,
+                          pretrained_dir: str = "", random_weights: bool = False, ema: bool = False,
+                          fuse_bn: str = "auto", device: str = "CPU", cpu_pass: bool = True,
+                          cpu_options: Optional[Mapping[str, bool]] = None, keep_unfused: bool = False,
+                          flags: Optional[Mapping[str, str]] = None,
+                          source: Optional[InferenceSource] = None) -> InferenceModel:
+    """The one way every entry point (validate.py, predict, export, benchmark, redundancy) turns weights into a
+    model ready for inference.
+
+    ckpt_path / pretrained (+ pretrained_dir) / random_weights, model, explicit, flags: see `resolve_source`
+    (`source`: its result, when the caller resolved it already). Then, in this order:
+    1. `create_model` with the setup's model, num_classes and in_channels;
+    2. strict loading (`ema`: the EMA copy of a training checkpoint); CheckpointError for a missing or mismatched
+       tensor, or no EMA copy;
+    3. GhostNetV3 re-parameterised to its inference form (`reparameterize_model`; exact up to rounding);
+    4. BatchNorm folded into the convs when `fuse_bn` is "true", or "auto" and `device` is CPU (outputs change at
+       ~1e-6 relative; `mindghost.tools.fuse.fuse_bn`);
+    5. on CPU when `cpu_pass`: `mindghost.cpu.accelerate_on_cpu(**cpu_options)`, after folding (the folded
+       depthwise convs keep the kernel). Export passes `cpu_pass=False`: a graph file holds plain cells;
+    6. eval mode.
+    device: the resolved device ("CPU", "GPU", "Ascend"). keep_unfused: also return the model before step 4-5."""
+    from .models import create_model, load_checkpoint, reparameterize_model
+
+    fuse_bn = {True: "true", False: "false", "on": "true", "off": "false"}.get(fuse_bn, fuse_bn)
+    if fuse_bn not in FUSE_BN_CHOICES:
+        raise UsageError(f"fuse_bn must be one of {list(FUSE_BN_CHOICES)}, got {fuse_bn!r}")
+    if source is None:
+        source = resolve_source(ckpt_path, model, explicit, pretrained=pretrained, pretrained_dir=pretrained_dir,
+                                random_weights=random_weights, flags=flags)
+    setup = source.setup
+    net = create_model(setup.model, num_classes=setup.num_classes, in_channels=setup.in_channels)
+    meta = source.meta
+    if source.ckpt_path:
+        meta = load_checkpoint(net, source.ckpt_path, ema=ema)
+    # a training checkpoint of GhostNetV3 holds the train form: run the fused inference form (exact up to rounding,
+    # fewer convs); a no-op for the other families and for fused weights
+    net = reparameterize_model(net)
+    net.set_train(False)
+    unfused = net if keep_unfused else None
+    notes: List[str] = []
+    folded = 0
+    if fuse_bn == "true" or (fuse_bn == "auto" and device == "CPU"):
+        from .tools.fuse import fuse_bn as fold
+
+        net = fold(net, input_shape=(1, setup.in_channels, setup.image_size, setup.image_size),
+                   inplace=not keep_unfused)
+        folded = len(net.fused_pairs)
+        notes.append(f"folded {folded} BatchNorm layers into their convs (--fuse_bn false keeps them)")
+    accelerated = bool(cpu_pass and device == "CPU")
+    if accelerated:
+        from .cpu import accelerate_on_cpu
+
+        net = accelerate_on_cpu(net, device, **dict(cpu_options or {}))
+    net.set_train(False)
+    return InferenceModel(model=net, setup=setup, meta=meta, ckpt_path=source.ckpt_path, device=device, ema=ema,
+                          bn_folded=folded, reparameterized=bool(getattr(net, "reparameterized", False)),
+                          cpu_pass=accelerated, unfused=unfused, notes=tuple(notes))
+
+
 def eval_transforms(setup: InferenceSetup) -> list:
     """MindSpore ops from encoded image bytes (uint8 array) to a normalized (in_channels, H, W) float32 array of
     `setup`'s size: the eval transform of `mindghost.data.build_eval_loader` (`mindghost.data.eval_ops`), so an
@@ -279,6 +410,7 @@ def describe(setup: InferenceSetup) -> str:
             f"std {_show(setup.std)}")
 
 
-__all__ = ["CLASS_NAMES_KEY", "InferenceSetup", "PREPROCESSING_KEYS", "STRUCTURE_KEYS", "check_ckpt_path",
+__all__ = ["CLASS_NAMES_KEY", "FUSE_BN_CHOICES", "InferenceModel", "InferenceSetup", "InferenceSource",
+           "PREPROCESSING_KEYS", "STRUCTURE_KEYS", "build_inference_model", "check_ckpt_path",
            "describe", "eval_transforms", "find_checkpoints", "read_class_names", "read_meta", "recorded_setup",
-           "resolve_inference_setup", "setup_from_checkpoint"]
+           "resolve_inference_setup", "resolve_source", "setup_from_checkpoint"]

@@ -60,7 +60,7 @@ def test_export_mindir_and_onnx_match_mindspore(tmp_path):
     except ImportError:
         formats = ["mindir"]
     rc = export_main(["--model", "ghostnet_050", "--num_classes", "10", "--ckpt_path", ckpt, "--format", *formats,
-                      "--img_size", "64", "--batch", "2", "--out_dir", str(tmp_path / "out")])
+                      "--image_size", "64", "--batch_size", "2", "--output_dir", str(tmp_path / "out")])
     assert rc == 0
     report = json.load(open(tmp_path / "out" / "ghostnet_050_64_b2.json"))
     assert report["bn_left"] == 0 and report["output_shape"] == [2, 10]
@@ -92,14 +92,14 @@ def test_export_refuses_random_weights_unless_asked(tmp_path):
     from mindghost.errors import UsageError
 
     with pytest.raises(UsageError) as e:
-        export_main(["--model", "ghostnet_050", "--out_dir", str(tmp_path)])
+        export_main(["--model", "ghostnet_050", "--output_dir", str(tmp_path)])
     assert "random_weights" in str(e.value)
     assert not os.listdir(tmp_path)
 
 
 def test_air_needs_ascend(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        export_main(["--model", "ghostnet_050", "--random_weights", "--format", "air", "--out_dir", str(tmp_path),
+        export_main(["--model", "ghostnet_050", "--random_weights", "--format", "air", "--output_dir", str(tmp_path),
                      "--device", "CPU"])
     assert e.value.code == 2
     assert "Ascend" in capsys.readouterr().err

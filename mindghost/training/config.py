@@ -84,8 +84,8 @@ class Config:
     head_lr_scale: float = _f(1.0, "fine-tuning: the classifier's lr is lr x head_lr_scale")
     ema: bool = _f(False, "train: keep an EMA of the weights; validate: evaluate the EMA weights")
     ema_decay: float = _f(0.9999, "EMA decay (warmed up as decay * (1 - exp(-updates / 2000)))")
-    fuse_bn: str = _f("auto", "validate.py: fold BatchNorm into the convs before evaluating (outputs change at ~1e-6 "
-                      "relative; ~1.5-2x faster on CPU); auto = on CPU only", ["auto", "on", "off"])
+    fuse_bn: str = _f("auto", "fold BatchNorm into the convs before inference (outputs change at ~1e-6 relative; "
+                      "~1.5-2x faster on CPU); auto = on CPU only; bare --fuse_bn = true", ["auto", "true", "false"])
     amp_level: str = _f("O0", "automatic mixed precision: O0 (fp32), O2 (fp16, BN fp32), O3 (fp16)",
                         ["O0", "O1", "O2", "O3"])
     # --- loss
@@ -274,6 +274,9 @@ def normalize(raw: Dict[str, Any], from_cli: bool = False, source: str = "config
             raise _unknown(key)
         if name == "mode" and value in _MODE_NAMES:
             value = _MODE_NAMES[value]
+        if name == "fuse_bn" and (isinstance(value, bool) or str(value).lower() in _TRUE + _FALSE):
+            # a boolean with a third value (auto); YAML reads `on`/`off`/`true` as bools
+            value = "true" if _parse_bool(key, value) else "false"
         value = _coerce(key, value, _HINTS[name], from_cli)
         choices = FIELDS[name].metadata.get("choices")
         if choices and value is not None:
@@ -404,8 +407,13 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-def make_parser(description: str = "") -> argparse.ArgumentParser:
-    """An argparse parser generated from the schema: every field as --name, MindCV aliases as extra flags."""
+# a field whose flag takes an optional value: bare `--x` means true (MindCV's str2bool, nargs='?', const=True)
+BARE_TRUE = {name for name in FIELDS if _HINTS[name] is bool} | {"fuse_bn"}
+
+
+def make_parser(description: str = "", fields: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
+    """An argparse parser generated from the schema: every field (or only `fields`, e.g. validate.py's) as
+    --name, MindCV aliases as extra flags. Booleans take `--x`, `--x True/true/1/yes`, `--x False/false/0/no`."""
     p = _Parser(description=description, usage="%(prog)s [-c RECIPE.yaml] [--key value ...]  (see --help)",
                 allow_abbrev=False)
     p.add_argument("-c", "--config", default="", help="YAML recipe; command-line flags override it")
@@ -413,20 +421,26 @@ def make_parser(description: str = "") -> argparse.ArgumentParser:
     for alias, target in ALIASES.items():
         by_target.setdefault(target, []).append(alias)
     for name, f in FIELDS.items():
+        if fields is not None and name not in fields:
+            continue
         tp = _HINTS[name]
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         is_list = typing.get_origin(tp) in (list, List) or (inner and typing.get_origin(inner[0]) in (list, List))
         kwargs: Dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": f.metadata["help"]}
         if is_list:
             kwargs["nargs"] = "*"
+        if name in BARE_TRUE:
+            kwargs.update(nargs="?", const="true")
+            kwargs.setdefault("metavar", "BOOL")
         if f.metadata.get("choices"):
             kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}"
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kwargs["help"] += f" (default: {default})"
         p.add_argument("--" + name, **kwargs)
         for alias in by_target.get(name, []):
+            nargs = "*" if is_list else ("?" if name in BARE_TRUE else None)
             p.add_argument("--" + alias, dest="alias:" + alias, default=argparse.SUPPRESS, metavar=name.upper(),
-                           nargs="*" if is_list else None, help=f"MindCV alias of --{name}")
+                           nargs=nargs, const="true" if nargs == "?" else None, help=f"MindCV alias of --{name}")
     return p
 
 
@@ -439,11 +453,12 @@ def parse_args(argv: Optional[List[str]] = None, description: str = "", defer_ch
     return cfg, cli
 
 
-def parse_args_with_recipe(argv: Optional[List[str]] = None, description: str = "", defer_checks: bool = False
-                           ) -> Tuple[Config, Dict[str, Any], Dict[str, Any]]:
+def parse_args_with_recipe(argv: Optional[List[str]] = None, description: str = "", defer_checks: bool = False,
+                           fields: Optional[Sequence[str]] = None) -> Tuple[Config, Dict[str, Any], Dict[str, Any]]:
     """`parse_args`, plus the recipe's own values ({} without --config): what the user set, by either route,
-    as opposed to the schema's defaults (validate.py lets a checkpoint's record fill what neither set)."""
-    parser = make_parser(description)
+    as opposed to the schema's defaults (validate.py lets a checkpoint's record fill what neither set).
+    `fields`: the only flags the command line offers (the recipe may still set any schema key)."""
+    parser = make_parser(description, fields)
     ns = vars(parser.parse_args(argv))
     config_path = ns.pop("config", "")
     cli_raw: Dict[str, Any] = {}
