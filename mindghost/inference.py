@@ -1,13 +1,16 @@
 """What running a checkpoint needs to know, read from the checkpoint itself: its model, class count, input
-channels, eval preprocessing and class names, merged with what the user passed explicitly.
+channels, eval preprocessing and class names, merged with what the user passed explicitly; and the one builder
+of a model ready for inference from it.
 
-Every tool that reads a checkpoint (export, redundancy, benchmark, predict; validate.py through the lead's call)
-goes through `resolve_inference_setup`, so a ghostnet_050 trained at 32 px with its own mean/std is run at 32 px
-with that mean/std everywhere, and each tool says where every value came from:
+Every entry point that runs weights (validate.py, predict, export, benchmark, redundancy) builds its model with
+`build_inference_model`, so a ghostnet_050 trained at 32 px with its own mean/std is run at 32 px with that
+mean/std everywhere, in the same form (GhostNetV3 fused, BN folded on CPU), and each tool says where every value
+came from:
 
-    meta = read_meta(path)                     # None for MindCV / .pth / .safetensors files (nothing recorded)
-    setup = resolve_inference_setup(meta, model=args.model, explicit={"image_size": args.img_size}, source=path)
-    for line in setup.messages(): print(line)  # "using the checkpoint's recorded image_size 32", warnings
+    built = build_inference_model(args.ckpt_path, model=args.model, explicit={"image_size": args.image_size},
+                                  ema=args.ema, fuse_bn=args.fuse_bn, device=device)
+    for line in built.messages(): print(line)  # "using the checkpoint's recorded image_size 32", warnings
+    logits = built.model(x)                     # x: (N, built.setup.in_channels, size, size)
 
 Precedence, field by field: an explicit value (command line or recipe) > the checkpoint's recorded training
 config (`meta["config"]`, written by training's `make_meta`) > the model's default cfg. An explicit
@@ -153,7 +156,7 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
     model: the name the user asked for (None: the checkpoint's). explicit: {key: value or None} for keys of
     `PREPROCESSING_KEYS`, `STRUCTURE_KEYS` and "class_names"; None means the user said nothing. source: the
     checkpoint path, for messages. flags: the command-line spelling of a key where it is not `--<key>` (export's
-    `{"image_size": "--img_size"}`), so messages name the flag the user can type. origin: whose record the notes
+    `{"image_size": "--size"}`), so messages name the flag the user can type. origin: whose record the notes
     name ("the checkpoint's"; predict passes "the export JSON's" for a MINDIR file).
 
     Raises CheckpointError when the checkpoint was trained as another model or with another num_classes /
