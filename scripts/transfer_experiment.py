@@ -123,16 +123,17 @@ def prepare_data(args) -> Dict[str, Any]:
 
 
 def common_args(args) -> List[str]:
-    """train.py / validate.py flags shared by every phase (on top of the demo recipe)."""
+    """train.py / validate.py flags shared by every phase (on top of the demo recipe); validate.py offers only the
+    options validation uses."""
     out = ["-c", RECIPE, "--num_classes", str(len(TARGET_CLASSES)), "--image_size", str(args.image_size),
            "--mode", args.mode, "--seed", str(args.seed)]
     if args.smoke:
-        out += ["--progress", "False", "--plot", "False"]
+        out += ["--progress", "False"]
     return out
 
 
 def train_args(args, phase: str, data: str, epochs: int, batch: int, lr: float, warmup: float) -> List[str]:
-    return common_args(args) + [
+    return common_args(args) + (["--plot", "False"] if args.smoke else []) + [
         "--data_dir", os.path.join(args.data_dir, data), "--output_dir", os.path.join(args.output_dir, phase),
         "--epochs", str(epochs), "--batch_size", str(batch), "--lr", f"{lr:g}", "--warmup_epochs", f"{warmup:g}",
         "--val_every", "0", "--keep_checkpoint_max", "1", "--overwrite", "True"]

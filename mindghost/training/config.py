@@ -412,8 +412,9 @@ BARE_TRUE = {name for name in FIELDS if _HINTS[name] is bool} | {"fuse_bn"}
 
 
 def make_parser(description: str = "", fields: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
-    """An argparse parser generated from the schema: every field (or only `fields`, e.g. validate.py's) as
-    --name, MindCV aliases as extra flags. Booleans take `--x`, `--x True/true/1/yes`, `--x False/false/0/no`."""
+    """An argparse parser generated from the schema: every field as --name, MindCV aliases as extra flags.
+    `fields` (e.g. validate.py's): the only ones --help lists; the others are still accepted (and the command
+    ignores them, as it ignores a recipe's). Booleans take `--x`, `--x True/true/1/yes`, `--x False/false/0/no`."""
     p = _Parser(description=description, usage="%(prog)s [-c RECIPE.yaml] [--key value ...]  (see --help)",
                 allow_abbrev=False)
     p.add_argument("-c", "--config", default="", help="YAML recipe; command-line flags override it")
@@ -421,8 +422,6 @@ def make_parser(description: str = "", fields: Optional[Sequence[str]] = None) -
     for alias, target in ALIASES.items():
         by_target.setdefault(target, []).append(alias)
     for name, f in FIELDS.items():
-        if fields is not None and name not in fields:
-            continue
         tp = _HINTS[name]
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         is_list = typing.get_origin(tp) in (list, List) or (inner and typing.get_origin(inner[0]) in (list, List))
@@ -436,11 +435,15 @@ def make_parser(description: str = "", fields: Optional[Sequence[str]] = None) -
             kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}"
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kwargs["help"] += f" (default: {default})"
+        if fields is not None and name not in fields:  # accepted and ignored, like a recipe's training keys
+            kwargs["help"] = argparse.SUPPRESS
         p.add_argument("--" + name, **kwargs)
         for alias in by_target.get(name, []):
             nargs = "*" if is_list else ("?" if name in BARE_TRUE else None)
+            hidden = fields is not None and name not in fields
             p.add_argument("--" + alias, dest="alias:" + alias, default=argparse.SUPPRESS, metavar=name.upper(),
-                           nargs=nargs, const="true" if nargs == "?" else None, help=f"MindCV alias of --{name}")
+                           nargs=nargs, const="true" if nargs == "?" else None,
+                           help=argparse.SUPPRESS if hidden else f"MindCV alias of --{name}")
     return p
 
 
@@ -457,7 +460,7 @@ def parse_args_with_recipe(argv: Optional[List[str]] = None, description: str = 
                            fields: Optional[Sequence[str]] = None) -> Tuple[Config, Dict[str, Any], Dict[str, Any]]:
     """`parse_args`, plus the recipe's own values ({} without --config): what the user set, by either route,
     as opposed to the schema's defaults (validate.py lets a checkpoint's record fill what neither set).
-    `fields`: the only flags the command line offers (the recipe may still set any schema key)."""
+    `fields`: the only flags --help lists (see `make_parser`)."""
     parser = make_parser(description, fields)
     ns = vars(parser.parse_args(argv))
     config_path = ns.pop("config", "")
