@@ -16,9 +16,8 @@ import pytest
 from mindspore import Tensor
 
 import mindghost
-from mindghost.models import load_state_dict
+from mindghost.models import check_fusion, count_batchnorms, fuse_bn, load_state_dict
 from mindghost.tools.export import main as export_main
-from mindghost.tools.fuse import check_fusion, count_batchnorms, fuse_bn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # parity_recipe.py, whatever pytest's import mode
 import parity_recipe  # noqa: E402
@@ -74,8 +73,8 @@ def test_export_mindir_and_onnx_match_mindspore(tmp_path):
 def test_onnx_parity_with_onnxruntime(tmp_path):
     """Explicit, visible skip when the optional extra is absent (CI installs it)."""
     pytest.importorskip("onnxruntime", reason="optional extra: pip install onnxruntime")
+    from mindghost.models import max_diff
     from mindghost.tools.export import onnx_opset, run_onnx
-    from mindghost.tools.fuse import max_diff
 
     model = _recipe_model()
     fused = fuse_bn(model, input_shape=(1, 3, 32, 32))

@@ -180,7 +180,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import mindspore as ms
 
     from ..inference import resolve_inference_setup, setup_from_checkpoint
-    from .fuse import count_batchnorms, fuse_bn, max_diff
+    from ..models import count_batchnorms, fuse_bn, max_diff
 
     # the checkpoint's recorded model, classes and eval preprocessing (what its JSON tells a deployment);
     # a CheckpointError (run directory, missing file, other model or num_classes) reaches run_main: exit 2

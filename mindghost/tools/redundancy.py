@@ -23,7 +23,6 @@ import numpy as np
 
 from ..errors import UsageError
 from .plots import matplotlib_available, require_matplotlib
-from .trace import trace_forward
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 DEFAULT_LAYERS = ("blocks.0.0.ghost1.primary_conv",)  # GhostNet v1/v2: first bottleneck's intrinsic maps
@@ -120,6 +119,8 @@ def default_layer(model) -> str:
 
 def capture(model, layer: str, images: np.ndarray) -> np.ndarray:
     """Output of the cell named `layer` for a batch of images, as (N, C, H, W), from one traced forward."""
+    from ..models import trace_forward
+
     cells = dict(model.cells_and_names())
     if layer not in cells or not layer:
         close = [n for n in cells if n and layer.split(".")[-1] in n][:8]
