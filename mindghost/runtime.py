@@ -114,13 +114,18 @@ def prepare_environment(device: str) -> Tuple[str, str]:
 
 def setup_context(device: str, mode: str = "graph", deterministic: bool = False, seed: int = 42,
                   cpu_threads: int = 0) -> None:
-    """Select the device and execution mode with the current MindSpore API (older calls as fallback)."""
+    """Select the device, execution mode ("graph" or "pynative"), seed, determinism and CPU kernel threads
+    (`cpu_threads` 0: the cores per local rank), with the current MindSpore API (older calls as fallback).
+
+    Every entry point calls it: train.py, validate.py and the tools. The device, determinism and thread count are
+    set once per process (MindSpore fixes them at the first kernel); a later call, e.g. a tool run in-process
+    after other MindSpore work, only changes the mode and the seed."""
     import mindspore as ms
 
     if hasattr(ms, "set_device"):  # MindSpore >= 2.5
         _once("device", lambda: ms.set_device(device))
     else:
-        ms.set_context(device_target=device)
+        _once("device", lambda: ms.set_context(device_target=device))
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     ms.set_seed(seed)
     if deterministic:
@@ -136,7 +141,7 @@ def setup_context(device: str, mode: str = "graph", deterministic: bool = False,
 
             _once("threads", lambda: threads_num(threads))
         except ImportError:
-            ms.set_context(runtime_num_threads=threads)
+            _once("threads", lambda: ms.set_context(runtime_num_threads=threads))
 
 
 _DONE = {}

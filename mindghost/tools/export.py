@@ -67,21 +67,6 @@ def onnx_opset(path: str) -> Optional[int]:
     return None
 
 
-def setup_mindspore(device: str, mode: str = "graph", cpu_threads: int = 0) -> None:
-    """`runtime.setup_context`, tolerating a process whose device was already fixed by earlier kernels
-    (tools called in-process after other MindSpore work, as in tests): then only the mode is set."""
-    from ..runtime import setup_context
-
-    try:
-        setup_context(device, mode=mode, cpu_threads=cpu_threads)
-    except RuntimeError as e:
-        if "initialized" not in str(e):
-            raise
-        import mindspore as ms
-
-        ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
-
-
 def build_model(name: str, ckpt_path: str = "", random_weights: bool = False, num_classes: Optional[int] = None,
                 ema: bool = False, in_channels: Optional[int] = None):
     """A registered model in eval mode, in its inference form, with weights from `ckpt_path`; random weights only
@@ -163,7 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--device", default="auto", help="CPU, GPU, Ascend or auto")
     args = parser.parse_args(argv)
 
-    from ..runtime import prepare_environment
+    from ..runtime import prepare_environment, setup_context
 
     device, note = prepare_environment(args.device)
     if "air" in args.format and device != "Ascend":
@@ -176,7 +161,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             get_default_cfg(args.model)
         except ValueError as e:  # names the registered models and close matches
             parser.error(str(e))
-    setup_mindspore(device, mode="graph")
+    setup_context(device, mode="graph")
     import mindspore as ms
 
     from ..inference import resolve_inference_setup, setup_from_checkpoint

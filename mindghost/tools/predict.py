@@ -227,9 +227,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     paths = find_images(args.inputs)
     k = min(args.top_k, setup.num_classes)
 
-    from .export import setup_mindspore
+    from ..runtime import setup_context
 
-    setup_mindspore(device, mode="graph" if args.mindir else args.mode)
+    setup_context(device, mode="graph" if args.mindir else args.mode)
     import mindspore as ms
 
     if args.mindir:

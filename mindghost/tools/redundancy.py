@@ -222,11 +222,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     paths = image_paths(args.image, args.max_images)
 
-    from ..runtime import prepare_environment
-    from .export import setup_mindspore
+    from ..runtime import prepare_environment, setup_context
 
     device, _ = prepare_environment(args.device)
-    setup_mindspore(device, mode="pynative")
+    setup_context(device, mode="pynative")
 
     specs = [(args.model, args.ckpt_path, args.layer)]
     if args.compare_model:
