@@ -13,6 +13,15 @@ META_KEY = "mindghost_meta"  # the JSON entry that makes a checkpoint self-descr
 TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin")  # read by the torch-free reader (weights.pth)
 
 
+def decode_meta(raw: Any, path: str) -> Dict[str, Any]:
+    """The `META_KEY` entry of the checkpoint at `path` (a JSON string, as MindSpore returns it) as a dict;
+    CheckpointError naming the file when it is not valid JSON."""
+    try:
+        return json.loads(raw if isinstance(raw, str) else str(raw))
+    except ValueError as e:
+        raise CheckpointError(f"'{path}': its '{META_KEY}' entry is not valid JSON ({e})") from e
+
+
 class CheckpointSaveError(RuntimeError):
     """A checkpoint could not be written (disk full, permissions, non-finite weights); earlier ones are intact."""
 
