@@ -36,7 +36,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .errors import CheckpointError
+from .errors import PretrainedError
 
 _LOG = logging.getLogger("mindghost")
 
@@ -48,12 +48,6 @@ FORMATS = ("ckpt", "pth")
 PUBLISHERS = ("mindcv", "huawei-noah", "timm")
 _CHUNK = 1 << 20  # 1 MiB reads: a progress update per MiB, and bounded memory
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
-
-
-class PretrainedError(CheckpointError):
-    """Pretrained weights that cannot be found, fetched or trusted; the message names the file, URL and the fix.
-
-    A `CheckpointError` (and so a ValueError): callers that handle bad checkpoints handle these too."""
 
 
 @dataclass(frozen=True)

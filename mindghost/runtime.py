@@ -14,11 +14,9 @@ import traceback
 import warnings
 from typing import Tuple
 
+from .errors import USER_ERRORS, DeviceError
+
 _LOG = logging.getLogger("mindghost")
-
-
-class DeviceError(ValueError):
-    """An explicitly requested device that this machine does not have."""
 
 
 def _ascend_signs() -> str:
@@ -190,14 +188,14 @@ _USER_ERRNOS = frozenset((errno.ENOENT, errno.EEXIST, errno.EACCES, errno.EPERM,
 
 
 def _is_user_error(e: BaseException) -> bool:
-    """One of mindghost's own error classes (ConfigError, DataError, CheckpointError, UsageError,
-    CheckpointSaveError, TrainingDiverged, ...) or an OSError the user caused (by class or errno).
+    """One of mindghost's user error classes (`errors.USER_ERRORS`: ConfigError, DataError, CheckpointError,
+    UsageError, CheckpointSaveError, TrainingDiverged, ...) or an OSError the user caused (by class or errno).
 
     A bare ValueError is not a user error: it comes from our own code's assertions or from inside MindSpore or
     MindCV, and its traceback is what a bug report needs. Code that refuses user input raises our classes."""
     if isinstance(e, _USER_OS_ERRORS):
         return True
-    if any(cls.__module__.split(".")[0] == "mindghost" for cls in type(e).__mro__):
+    if isinstance(e, USER_ERRORS):
         return True
     return isinstance(e, OSError) and e.errno in _USER_ERRNOS
 

@@ -14,16 +14,13 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
+from ..errors import ConvertError
 from ..weights import TORCH_SUFFIXES, CheckpointError, atomic_save, load_checkpoint
 
 __all__ = ["CONVERTER_VERSION", "ConvertError", "convert", "main", "sha256_file"]
 
 CONVERTER_VERSION = "1"
 EVAL_KEYS = ("input_size", "crop_pct", "interpolation", "mean", "std")
-
-
-class ConvertError(ValueError):
-    """A conversion refused before any weights were read (bad arguments, existing output)."""
 
 
 def sha256_file(path: str) -> str:

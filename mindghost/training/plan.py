@@ -8,14 +8,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
 
 from ..data import DatasetInfo, EvalPreprocessing
+from ..errors import RunCheckError
 from .config import Config, ConfigError
 from .distributed import Replica
 from .logs import LOG
 from .run_dir import Run
-
-
-class RunCheckError(ConfigError):
-    """Several problems with a run's config or data, all listed in the message."""
 
 
 def raise_problems(problems: List[Exception]) -> None:
