@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import DataError
 from .channels import channel_mean_std, channel_tail, grey_tail, in_channels_problem
-from .checks import IMG_EXTENSIONS, format_bad_files, scan_class_folder  # noqa: F401
+from .checks import format_bad_files, scan_class_folder
 
 
 @dataclass(frozen=True)
