@@ -239,7 +239,7 @@ def _where_to_put(mirrors: Sequence[str]) -> str:
 # Verification
 # ------------------------------------------------------------------------------------------------------------------
 def sha256_of(path: str) -> str:
-    """Lowercase hex sha256 of a file, read in 1 MiB chunks."""
+    """Lowercase hex sha256 of a file, read in 1 MiB chunks: the one file checksum (hub checks, convert records)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):

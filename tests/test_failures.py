@@ -363,8 +363,8 @@ class _Evil:
 def test_malicious_pth_refused_without_executing(tmp_path):
     """User sees: `... global 'posix.system' ... Nothing was executed` (UnsafeCheckpointError); the payload
     never runs (its marker file does not appear)."""
-    from mindghost.convert.pth import UnsafeCheckpointError
     from mindghost.models import load_checkpoint
+    from mindghost.weights import UnsafeCheckpointError
 
     marker = tmp_path / "pwned"
     path = tmp_path / "weights.pth"
