@@ -373,9 +373,15 @@ default_cfgs = {
     "ghostnetv3_160": _cfg(),
 }
 
-register_variants(GhostNetV3, {
+_entry = register_variants(GhostNetV3, {
     "ghostnetv3_050": Variant({"width": 0.5}, "GhostNetV3-0.5x: 3.40M params to train, 2.85M fused."),
     "ghostnetv3_100": Variant({"width": 1.0}, "GhostNetV3-1.0x: 8.13M params to train, 6.15M fused."),
     "ghostnetv3_130": Variant({"width": 1.3}, "GhostNetV3-1.3x: 12.22M params to train, 8.95M fused."),
     "ghostnetv3_160": Variant({"width": 1.6}, "GhostNetV3-1.6x: 17.28M params to train, 12.38M fused."),
 })
+
+# One line per registered name, so that `from mindghost.models.<family> import <name>` works and editors find it.
+ghostnetv3_050 = _entry["ghostnetv3_050"]
+ghostnetv3_100 = _entry["ghostnetv3_100"]
+ghostnetv3_130 = _entry["ghostnetv3_130"]
+ghostnetv3_160 = _entry["ghostnetv3_160"]
