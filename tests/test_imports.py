@@ -146,3 +146,30 @@ def test_weights_imports_no_other_part():
     graph = package_graph()
     assert graph.get("weights", set()) <= {"errors"}
     assert graph.get("errors", set()) == set()
+
+
+def _exception_classes(path: str) -> List[str]:
+    """Names of the classes in a file whose base is an exception (a name ending in Error/Exception, or one of the
+    classes defined there already found)."""
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    found: List[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            bases = [b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else "" for b in
+                     node.bases]
+            if any(b.endswith(("Error", "Exception")) or b in found for b in bases):
+                found.append(node.name)
+    return found
+
+
+def test_every_public_error_class_lives_in_errors_py():
+    """One home for errors: a public exception class defined anywhere else would escape `errors.USER_ERRORS` (what
+    `runtime.run_main` prints as one line). Private control-flow exceptions (`_Name`) may stay where they are used."""
+    import mindghost.errors as errors
+
+    elsewhere = {module: names for module, path in _modules(PACKAGE).items() if module != "mindghost.errors"
+                 for names in [[n for n in _exception_classes(path) if not n.startswith("_")]] if names}
+    assert not elsewhere, f"define these in mindghost/errors.py and re-import them: {elsewhere}"
+    for name in errors.__all__:
+        if name != "USER_ERRORS":
+            assert issubclass(getattr(errors, name), errors.USER_ERRORS), name
