@@ -188,3 +188,32 @@ def test_citation_lists_the_papers_the_readme_cites():
     license_text = _read("LICENSE")
     assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
     assert "END OF TERMS AND CONDITIONS" in license_text
+
+
+# Old option spellings: they still work as aliases (one deprecation line), but README, docs and configs print
+# only the canonical names. (old spelling, regex, canonical spelling)
+DEPRECATED_FLAGS = [("--img_size", r"--img_size\b", "--image_size"), ("--batch", r"--batch\b(?!_)", "--batch_size"),
+                    ("--data_split", r"--data_split\b", "--val_split"), ("--threads", r"--threads\b", "--cpu_threads"),
+                    ("--workers", r"--workers\b", "--num_workers"), ("--out_dir", r"--out_dir\b", "--output_dir"),
+                    ("--force", r"--force\b", "--overwrite"), ("--no_<x>", r"--no_[a-z]\w*", "--<x> false")]
+
+
+def _option_spelling_hits(rel, text):
+    hits = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if "deprecated" in line:  # a line that quotes the deprecation message itself
+            continue
+        hits += [f"{rel}:{number}: {old} (use {new})"
+                 for old, pattern, new in DEPRECATED_FLAGS if re.search(pattern, line)]
+    return hits
+
+
+def test_documents_use_only_the_canonical_option_names():
+    assert _option_spelling_hits("x.md", "run --img_size 32 --batch 4 --no_fuse_bn") and not _option_spelling_hits(
+        "x.md", "run --image_size 32 --batch_size 4 --fuse_bn false")
+    hits = []
+    for path in DOCS:
+        rel = os.path.relpath(path, ROOT) if os.path.isabs(path) else path
+        if rel.endswith((".md", ".yaml")) and not rel.startswith("benchmarks"):  # benchmarks/: research diaries
+            hits += _option_spelling_hits(rel, _read(rel))
+    assert not hits, "old option spellings in the documents:\n" + "\n".join(hits)
