@@ -102,7 +102,7 @@ class WeightSource:
 
 # ------------------------------------------------------------------------------------------------------------------
 # Where the weights are published, per registered model name, in order of preference (a file found locally wins
-# over any download, whatever its rank). Sources and what was confirmed (read 2026-11 with the search tool):
+# over any download, whatever its rank). Sources, and what each one confirms:
 #   MindCV: configs/ghostnet/README.md and mindcv/models/ghostnet.py `default_cfgs` (8x Ascend 910 runs); the
 #     README's 2025 revision lists a 910v2 re-run of ghostnet_050 on the download-mindspore.osinfra.cn host.
 #   huawei-noah: ghostnet_1x.pth is the `ghostnet_pth` release asset timm used before moving to the HF hub;
