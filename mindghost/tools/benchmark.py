@@ -356,10 +356,9 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
     `children` are peers in other processes (benchmarks/peers.py): objects with `runner(task) -> Runner` and
     `info`; their calls interleave with the in-process ones. `skipped` maps peers that could not run to why.
     """
-    from ..runtime import num_cores
-    from .export import setup_mindspore
+    from ..runtime import num_cores, setup_context
 
-    setup_mindspore(device, mode="graph", cpu_threads=args.cpu_threads)
+    setup_context(device, mode="graph", cpu_threads=args.cpu_threads)
     import mindspore as ms
 
     from ..models import get_default_cfg
