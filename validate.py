@@ -52,7 +52,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     cfg = dataclasses.replace(cfg, model=setup.model, num_classes=setup.num_classes, in_channels=setup.in_channels)
     data, problems = check_dataset(cfg, train=False, val=True)
     raise_problems(problems)
-    model = create_model(cfg.model, num_classes=cfg.num_classes, in_channels=cfg.in_channels)
+    model = create_model(cfg.model, num_classes=cfg.num_classes, in_channels=cfg.in_channels, **setup.model_kwargs)
     meta = load_checkpoint(model, cfg.ckpt_path, ema=cfg.ema)
     # a training checkpoint of GhostNetV3 holds the train form: evaluate the fused inference form (exact up to
     # rounding, fewer convs); a no-op for the other families and for fused weights
@@ -97,7 +97,7 @@ def checkpoint_setup(ckpt_path: str, given: dict):
     (structure: refused). See `mindghost.inference.resolve_inference_setup`."""
     from mindghost.inference import setup_from_checkpoint
 
-    keys = ("crop_pct", "interpolation", "mean", "std", "num_classes", "in_channels")
+    keys = ("crop_pct", "interpolation", "mean", "std", "num_classes", "in_channels", "model_kwargs")
     explicit = {"image_size": given.get("eval_image_size") or given.get("image_size"),
                 **{k: given.get(k) for k in keys}}
     return setup_from_checkpoint(ckpt_path, model=given.get("model"), explicit=explicit)[1]

@@ -250,7 +250,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from ..models import create_model
 
         model = create_model(setup.model, num_classes=setup.num_classes, in_channels=setup.in_channels,
-                             checkpoint_path=args.ckpt_path, ema=args.ema)
+                             checkpoint_path=args.ckpt_path, ema=args.ema, **setup.model_kwargs)
         model.set_train(False)
         model = accelerate_on_cpu(model, device)  # the speed-up validate.py applies on CPU
         batch, fixed = args.batch or 16, args.mode == "graph"

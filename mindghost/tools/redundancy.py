@@ -96,7 +96,7 @@ def build_model(spec: str, ckpt_path: str = "", random_weights: bool = False, nu
         else:
             setup = resolve_inference_setup({}, spec, explicit, flags=flags)
         model = create_model(spec, num_classes=setup.num_classes, in_channels=setup.in_channels,
-                             checkpoint_path=ckpt_path or None)
+                             checkpoint_path=ckpt_path or None, **setup.model_kwargs)
     model.set_train(False)
     return model, setup
 
