@@ -2,8 +2,17 @@
 from ..runtime import quiet_cell_teardown
 from ..weights import CheckpointError, load_checkpoint, load_state_dict  # re-exported: the public loading API
 from . import g_ghost_regnet, ghost_resnet, ghostnet, ghostnetv2, ghostnetv3  # noqa: F401  (registers models)
-from ._registry import (DefaultCfg, create_model, get_default_cfg, is_model, list_models, model_family,
-                        model_kwargs_choices, model_kwargs_problems, register_model)
+from ._registry import (
+                        DefaultCfg,
+                        create_model,
+                        get_default_cfg,
+                        is_model,
+                        list_models,
+                        model_family,
+                        model_kwargs_choices,
+                        model_kwargs_problems,
+                        register_model,
+)
 from .ghostnetv3 import reparameterize_model
 
 quiet_cell_teardown()  # no "Exception ignored in Cell.__del__" flood when a user's script exits (MindSpore 2.10)
