@@ -108,7 +108,7 @@ def test_ghostnetv3_takes_dw_only():
 @pytest.mark.parametrize("op", CHEAP_OPS)
 def test_bn_folding_and_cpu_pass(op):
     from mindghost.cpu import accelerate, restore
-    from mindghost.tools.fuse import fuse_bn
+    from mindghost.models import fuse_bn
 
     model = create_model("ghostnet_050", num_classes=10, cheap_op=op)
     x = _x()
@@ -137,7 +137,7 @@ def test_features_only(op):
 def test_export_onnx_and_mindir(op, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     from mindghost.tools.export import export_model, run_mindir
-    from mindghost.tools.fuse import fuse_bn
+    from mindghost.models import fuse_bn
 
     model = fuse_bn(create_model("ghostnet_050", num_classes=10, cheap_op=op), input_shape=(1, 3, 32, 32))
     model.set_train(False)
