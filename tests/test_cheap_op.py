@@ -136,8 +136,8 @@ def test_features_only(op):
 @pytest.mark.parametrize("op", ALTERNATIVES)
 def test_export_onnx_and_mindir(op, tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    from mindghost.tools.export import export_model, run_mindir
     from mindghost.models import fuse_bn
+    from mindghost.tools.export import export_model, run_mindir
 
     model = fuse_bn(create_model("ghostnet_050", num_classes=10, cheap_op=op), input_shape=(1, 3, 32, 32))
     model.set_train(False)
