@@ -20,7 +20,7 @@ from mindghost.training.config import ConfigError, parse_args_with_recipe
 # the schema fields validation uses: `validate.py --help` lists these; a recipe's training keys are ignored
 VALIDATE_FIELDS = ("device", "mode", "seed", "deterministic", "num_workers", "cpu_threads", "dataset", "data_dir",
                    "val_split", "batch_size", "eval_batch_size", "val_samples", "image_size", "eval_image_size",
-                   "interpolation", "crop_pct", "mean", "std", "model", "num_classes", "in_channels", "pretrained",
+                   "interpolation", "crop_pct", "mean", "std", "model", "model_kwargs", "num_classes", "in_channels", "pretrained",
                    "pretrained_dir", "ckpt_path", "ema", "fuse_bn", "output_dir", "progress")
 
 
@@ -70,7 +70,7 @@ def resolve_weights(cfg, given: Dict[str, Any]):
     from mindghost.inference import resolve_source
     from mindghost.training.logs import LOG
 
-    keys = ("crop_pct", "interpolation", "mean", "std", "num_classes", "in_channels")
+    keys = ("crop_pct", "interpolation", "mean", "std", "num_classes", "in_channels", "model_kwargs")
     explicit = {"image_size": given.get("eval_image_size") or given.get("image_size"),
                 **{k: given.get(k) for k in keys}}
     model = given.get("model") or (cfg.model if cfg.pretrained else None)

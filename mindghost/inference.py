@@ -51,6 +51,7 @@ class InferenceSetup:
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
     class_names: Optional[Tuple[str, ...]] = None
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)  # architecture options (cheap_op, ratio, ...)
     notes: Tuple[str, ...] = field(default=(), compare=False)
     warnings: Tuple[str, ...] = field(default=(), compare=False)
 
@@ -101,6 +102,8 @@ def recorded_setup(meta: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     names = meta.get(CLASS_NAMES_KEY)
     if names is not None:
         out["class_names"] = tuple(str(n) for n in names)
+    if config.get("model_kwargs"):
+        out["model_kwargs"] = dict(config["model_kwargs"])
     return out
 
 
@@ -192,6 +195,15 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
                      f"(image_size {values['image_size']}, crop_pct {values['crop_pct']:g}, mean "
                      f"{_show(values['mean'])}, std {_show(values['std'])})")
 
+    model_kwargs = dict(recorded.get("model_kwargs") or {})
+    if "model_kwargs" in explicit and dict(explicit["model_kwargs"]) != model_kwargs:
+        if "model_kwargs" in recorded or explicit["model_kwargs"]:
+            raise CheckpointError(f"'{source}' was trained with model_kwargs {model_kwargs or '{}'}, but "
+                                  f"{explicit['model_kwargs'] or '{}'} was given; leave model_kwargs out (the "
+                                  "checkpoint's are used) or pass the recorded ones")
+    if model_kwargs and "model_kwargs" in recorded:
+        notes.append(f"using {origin} recorded model_kwargs {model_kwargs}")
+
     names = explicit.get("class_names", recorded.get("class_names"))
     if names is not None:
         names = tuple(str(n) for n in names)
@@ -205,7 +217,8 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
     return InferenceSetup(model=name, num_classes=int(values["num_classes"]), in_channels=int(values["in_channels"]),
                           image_size=int(values["image_size"]), crop_pct=float(values["crop_pct"]),
                           interpolation=str(values["interpolation"]), mean=values["mean"], std=values["std"],
-                          class_names=names, notes=tuple(notes), warnings=tuple(warnings))
+                          class_names=names, model_kwargs=model_kwargs, notes=tuple(notes),
+                          warnings=tuple(warnings))
 
 
 def setup_from_checkpoint(ckpt_path: str, model: Optional[str] = None,
@@ -318,7 +331,8 @@ def build_inference_model(ckpt_path: str = "", model: Optional[str] = None,
         source = resolve_source(ckpt_path, model, explicit, pretrained=pretrained, pretrained_dir=pretrained_dir,
                                 random_weights=random_weights, flags=flags)
     setup = source.setup
-    net = create_model(setup.model, num_classes=setup.num_classes, in_channels=setup.in_channels)
+    net = create_model(setup.model, num_classes=setup.num_classes, in_channels=setup.in_channels,
+                       **setup.model_kwargs)
     meta = source.meta
     if source.ckpt_path:
         meta = load_checkpoint(net, source.ckpt_path, ema=ema)

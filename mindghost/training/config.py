@@ -19,8 +19,8 @@ from ..errors import ConfigError
 
 def _f(default, help: str, choices: Optional[Sequence[Any]] = None, **kw):
     meta = {"help": help, "choices": tuple(choices) if choices else None}
-    if isinstance(default, list):
-        return field(default_factory=lambda d=default: list(d), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -72,6 +72,9 @@ class Config:
     num_classes: int = _f(1000, "number of classes")
     in_channels: int = _f(3, "input channels: 3 (images decoded as RGB) or 1 (grey-scale, decoded as L)")
     drop_rate: Optional[float] = _f(None, "classifier dropout; none = the variant's default")
+    model_kwargs: Dict[str, Any] = _f({}, "architecture options of the model's family, e.g. {cheap_op: haar, "
+                                          "ratio: 3, dw_size: 5} (command line: cheap_op=haar ratio=3); recorded "
+                                          "in checkpoints")
     pretrained: bool = _f(False, "start from the variant's published weights (mindghost.hub; downloaded once)")
     pretrained_dir: str = _f("", "folder searched first for published weight files (offline machines); "
                                  "else $MINDGHOST_PRETRAINED_DIR, the cache, a download")
@@ -219,6 +222,16 @@ def _coerce(key: str, value: Any, tp, from_cli: bool) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"'{key}' expects a list of {_type_name(inner)}, got {value!r}")
         return [_coerce(f"{key}[{i}]", v, inner, from_cli) for i, v in enumerate(value)]
+    if origin in (dict, Dict):
+        if from_cli and isinstance(value, str):  # "cheap_op=haar ratio=3": each value read as a YAML scalar
+            pairs = value.replace(",", " ").split()
+            bad = [p for p in pairs if "=" not in p or not p.split("=", 1)[0]]
+            if bad:
+                raise ConfigError(f"'{key}' expects key=value pairs (e.g. --{key} cheap_op=haar ratio=3), got {bad}")
+            value = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in pairs)}
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"'{key}' expects a mapping of option: value, got {value!r}")
+        return dict(value)
     if tp is bool:
         return _parse_bool(key, value)
     if tp is int:
@@ -341,6 +354,10 @@ def config_problems(cfg: Config) -> List[str]:
         problems.append(
             f"'warmup_epochs' ({cfg.warmup_epochs:g}) exceeds 'epochs' ({cfg.epochs}); lower --warmup_epochs")
     problems += _distill_problems(cfg)
+    if cfg.model_kwargs:
+        from ..models import model_kwargs_problems  # models import no training code: no cycle
+
+        problems += model_kwargs_problems(cfg.model, cfg.model_kwargs)
     if (cfg.mixup > 0 or cfg.cutmix > 0) and cfg.batch_size % 2:
         # MindCV's Mixup pairs each batch with its reverse and refuses an odd batch mid-epoch
         problems.append(f"mixup/cutmix need an even batch_size (they mix pairs of images), got {cfg.batch_size}; "
@@ -422,7 +439,8 @@ def make_parser(description: str = "", fields: Optional[Sequence[str]] = None) -
     for name, f in FIELDS.items():
         tp = _HINTS[name]
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        is_list = typing.get_origin(tp) in (list, List) or (inner and typing.get_origin(inner[0]) in (list, List))
+        is_list = typing.get_origin(tp) in (list, List, dict, Dict) or (
+            inner and typing.get_origin(inner[0]) in (list, List))
         kwargs: Dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": f.metadata["help"]}
         if is_list:
             kwargs["nargs"] = "*"
