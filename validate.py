@@ -20,8 +20,8 @@ from mindghost.training.config import ConfigError, parse_args_with_recipe
 # the schema fields validation uses: `validate.py --help` lists these; a recipe's training keys are ignored
 VALIDATE_FIELDS = ("device", "mode", "seed", "deterministic", "num_workers", "cpu_threads", "dataset", "data_dir",
                    "val_split", "batch_size", "eval_batch_size", "val_samples", "image_size", "eval_image_size",
-                   "interpolation", "crop_pct", "mean", "std", "model", "model_kwargs", "num_classes", "in_channels", "pretrained",
-                   "pretrained_dir", "ckpt_path", "ema", "fuse_bn", "output_dir", "progress")
+                   "interpolation", "crop_pct", "mean", "std", "model", "model_kwargs", "num_classes", "in_channels",
+                   "pretrained", "pretrained_dir", "ckpt_path", "ema", "fuse_bn", "output_dir", "progress")
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
