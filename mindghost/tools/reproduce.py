@@ -66,9 +66,9 @@ def _own_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=None,
                    help=f"top-1 points within which a result counts as reproduced (default: the recipe's "
                         f"expected.tolerance, else {DEFAULT_TOLERANCE})")
-    p.add_argument("--stage", default="all", choices=["all", "check", "train", "report"],
+    p.add_argument("--stage", default="all", choices=["all", "check", "train", "report", "run_dir"],
                    help="all (one device) or one step; the msrun launcher runs check, then train.py under msrun, "
-                        "then report")
+                        "then report (run_dir: print the run directory and exit)")
     return p
 
 
@@ -361,6 +361,9 @@ def reproduce(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     exp = check_expected(cfg, recipe)
     check_val_classes(cfg, recipe)
     run_dir = run_directory(cfg, recipe)
+    if opts.stage == "run_dir":
+        print(run_dir)
+        return {"run_dir": run_dir}
     tol = tolerance_of(opts, exp)
     qc = None
     if opts.stage in ("all", "check") and opts.quick_check:
@@ -371,17 +374,18 @@ def reproduce(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     report: Dict[str, Any] = {"recipe": recipe, "run_dir": run_dir, "tolerance": tol,
                               "columns": [h for _, h in COLUMNS], "published": published_row(cfg),
                               "quick_check": qc}
-    if opts.weights_only or opts.stage == "check":
+    if opts.weights_only:
         if qc is None:
             raise ReproduceError("--weights_only with --quick_check false does nothing: drop one of them")
         report.update(reproduced=qc["reproduced"], verdict=qc["verdict"], notes=_notes(cfg, exp, None))
-        if opts.weights_only:
-            write_report(run_dir, report)
-            print(qc["verdict"])
+        write_report(run_dir, report)
+        print(qc["verdict"])
         return report
-    if qc is not None and not qc["reproduced"] and opts.stage == "all":
+    if qc is not None and not qc["reproduced"] and opts.stage in ("all", "check"):
         raise ReproduceError(f"{qc['verdict']}. {qc.get('hint', '')}. Training was not started; fix the data or the "
                              "weights, or pass --quick_check false to train anyway")
+    if opts.stage == "check":
+        return report
     if opts.stage in ("all", "train"):
         train(cfg, recipe, overrides, run_dir)
         if opts.stage == "train":
