@@ -146,7 +146,7 @@ def test_shrunk_run_writes_the_report_and_resumes(tmp_path, capsys):
     assert os.path.getsize(os.path.join(run, "train.log")) == log_size
     assert again["this_run"]["top1"] == pytest.approx(row["top1"])
     assert not again["reproduced"] and again["verdict"].startswith("NOT reproduced")
-    assert R.main(argv + ["--quick_check", "false", "--tolerance", "0.0"]) == 1
+    assert R.main(argv + ["--stage", "report", "--tolerance", "0.0"]) == 1  # demo.sh's form; exit code 1
 
 
 @pytest.mark.slow

@@ -80,8 +80,8 @@ class TrainState:
     finished: bool = False
     train_time: float = 0.0
     # timings for steady-state speed (mindghost.tools.reproduce): [batches, seconds] between consecutive loss
-    # reads of the epoch (each read waits for the device, so an interval holds whole steps), and the seconds of
-    # this process's first step (the graph compile, measured around it; None until then)
+    # reads of the epoch, from its first step on (each read waits for the device, so an interval holds whole
+    # steps), and the seconds of this process's first step (the graph compile, measured around it; None until then)
     intervals: List[List[float]] = field(default_factory=list)
     compile_s: Optional[float] = None
     compile_recorded: bool = False  # compile_s went into an epoch's metrics already
@@ -186,9 +186,10 @@ class Loop:
             state.batch = batch
             state.speed.add(self.global_batch * new_batches)
             state.at_log_point = self.use_sink or batch % cfg.log_every == 0 or batch == state.steps_per_epoch
-            if state.compile_s is None:  # wait for the first step itself: its time is the compile (+ one step)
+            if state.t_read is None:  # wait for the epoch's first step: the intervals start after it
                 loss.asnumpy()
-                state.compile_s = time.time() - t_before
+                if state.compile_s is None:  # the process's first step: its time is the graph compile (+ one step)
+                    state.compile_s = time.time() - t_before
                 state.t_read, state.step_read = time.time(), state.step
             if state.at_log_point:
                 self._read(loss, state)
