@@ -97,7 +97,9 @@ def test_steady_speed_excludes_the_first_epoch_and_the_compile():
     history = [{"epoch": 1, "compile_s": 30.0, "step_intervals": [[1, 9.0], [1, 9.0], [1, 9.0]]},
                {"epoch": 2, "step_intervals": [[2, 0.2], [1, 0.3], [1, 0.1]]}]
     s = R.steady_speed(history, global_batch=8)
-    assert s["compile_s"] == 30.0 and s["ms_per_step"] == pytest.approx(100.0)  # median of 100, 300, 100
+    assert s["compile_s"] == 30.0 and s["ms_per_step"] == pytest.approx(100.0)  # steps at 100, 100, 300, 100 ms
+    skewed = R.steady_speed([{"epoch": 2, "step_intervals": [[19, 1.9], [1, 0.5], [1, 0.5]]}], global_batch=8)
+    assert skewed["ms_per_step"] == pytest.approx(100.0)  # 19 steps at 100 ms outweigh 2 short slow intervals
     assert s["img_per_s"] == pytest.approx(80.0) and not s["warmup_included"]
     one = R.steady_speed(history[:1], global_batch=8)
     assert one["ms_per_step"] == pytest.approx(9000.0) and one["warmup_included"]

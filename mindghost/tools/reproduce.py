@@ -222,17 +222,24 @@ def train(cfg, recipe: str, overrides: List[str], run_dir: str, distribute: bool
 
 
 def steady_speed(history: List[Dict[str, Any]], global_batch: int) -> Dict[str, Any]:
-    """Median ms/step and img/s over the step intervals of epochs 2 and later (epoch 1 only when the run has one
-    epoch, marked `warmup_included`), and the compile seconds of the first recorded first step."""
+    """Median ms/step (over steps: an interval of n steps counts n times) and img/s over the step intervals of
+    epochs 2 and later (epoch 1 only when the run has one epoch, marked `warmup_included`), and the compile
+    seconds of the first recorded first step."""
     compile_s = next((h["compile_s"] for h in history if h.get("compile_s") is not None), None)
     later = [iv for h in history if h.get("epoch", 0) >= 2 for iv in h.get("step_intervals", [])]
     intervals = later or [iv for h in history for iv in h.get("step_intervals", [])]
     if not intervals:
         return {"compile_s": compile_s, "ms_per_step": None, "img_per_s": None, "intervals": 0,
                 "warmup_included": False}
-    ms = statistics.median(1000.0 * s / n for n, s in intervals)
+    ms = _step_median([(int(n), 1000.0 * s / n) for n, s in intervals])
     return {"compile_s": compile_s, "ms_per_step": ms, "img_per_s": global_batch * 1000.0 / ms,
             "intervals": len(intervals), "warmup_included": not later}
+
+
+def _step_median(weighted: List[Tuple[int, float]]) -> float:
+    """The median over steps of (steps, ms per step) intervals: each interval counts once per step it holds."""
+    values = sorted(v for n, v in weighted for _ in range(n))
+    return statistics.median(values)
 
 
 def count_params_m(model_name: str, num_classes: int, in_channels: int) -> float:
@@ -348,7 +355,8 @@ def _notes(cfg, exp: Dict[str, Any], detail: Optional[Dict[str, Any]]) -> List[s
     if detail:
         when = "epoch 1 (a one-epoch run: its warm-up is included)" if detail["warmup_included"] else \
             "epochs 2 and later (compile and the first epoch's warm-up excluded)"
-        notes.append(f"ms/step and img/s: medians of {detail['speed_intervals']} intervals between loss reads, {when}; "
+        notes.append(f"ms/step and img/s: median over the steps of {detail['speed_intervals']} intervals between loss "
+                     f"reads, {when}; "
                      "graph compile: the first step of the first training process")
         notes.append(f"top-1/top-5: {'EMA' if detail['ema'] else 'raw'} weights of {detail['checkpoint']} "
                      f"({detail['epochs']} epochs) on {detail['num_samples']} images")
