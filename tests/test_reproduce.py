@@ -185,3 +185,20 @@ def test_msrun_launcher_with_two_cpu_workers(tmp_path):
     assert saved["this_run"]["cards"] == 2 and saved["this_run"]["global_batch"] == 4
     assert saved["detail"]["warmup_included"]  # one epoch
     assert "reproduced: top-1" in proc.stdout
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_is_resumed_by_the_same_command(tmp_path):
+    """An interruption (here: max_steps stops train.py mid-epoch) leaves no finished run; the command then refuses
+    to report, and run again continues the run from its checkpoint instead of starting over."""
+    data = write_tiny_imagefolder(str(tmp_path / "data"))
+    recipe = _recipe(tmp_path, {"top1": 40.0, "source": "made up", "tolerance": 100.0}, epochs=1)
+    run = str(tmp_path / "run")
+    argv = ["-c", recipe, "--data_dir", data, "--quick_check", "false", "--output_dir", run]
+    with pytest.raises(R.ReproduceError, match="no finished run.*rerun the same command"):
+        R.reproduce(argv + ["--max_steps", "2"])
+    report = R.reproduce(argv)
+    log = open(os.path.join(run, "train.log")).read()
+    assert "resumed from" in log and "epoch 0, batch 2" in log
+    assert report["reproduced"] and report["this_run"]["top1"] is not None
+    assert report["detail"]["warmup_included"]  # a one-epoch run says its medians include the warm-up
