@@ -9,6 +9,7 @@ import pytest
 import yaml
 from _tiny_data import ROOT, TINY_TRAIN_ARGS, write_tiny_imagefolder
 
+from mindghost.errors import UsageError
 from mindghost.tools import reproduce as R
 from mindghost.training.config import ConfigError, build_config
 
@@ -70,17 +71,17 @@ def test_every_recipe_states_its_expected_figures():
 def test_refuses_a_recipe_without_expected_figures(tmp_path):
     data = write_tiny_imagefolder(str(tmp_path / "data"))
     recipe = _recipe(tmp_path, {"top1": None, "source": "none published"})
-    with pytest.raises(R.ReproduceError, match="states no published top-1.*none published"):
+    with pytest.raises(UsageError, match="states no published top-1.*none published"):
         R.reproduce(["-c", recipe, "--data_dir", data])
     v3 = os.path.join(ROOT, "configs", "ghostnetv3", "ghostnetv3_050_ascend.yaml")
-    with pytest.raises(R.ReproduceError, match="no published top-1"):
+    with pytest.raises(UsageError, match="no published top-1"):
         R.reproduce(["-c", v3, "--data_dir", data])
 
 
 def test_refuses_a_val_split_of_another_class_count(tmp_path):
     data = write_tiny_imagefolder(str(tmp_path / "data"), classes=4)
     recipe = _recipe(tmp_path, {"top1": 50.0, "source": "made up"})
-    with pytest.raises(R.ReproduceError, match="has 4 class folders.*3 classes.*does not look like the recipe's"):
+    with pytest.raises(UsageError, match="has 4 class folders.*3 classes.*does not look like the recipe's"):
         R.reproduce(["-c", recipe, "--data_dir", data])
 
 
@@ -163,7 +164,7 @@ def test_weights_only_reports_the_quick_check(tmp_path):
     assert not os.path.isfile(os.path.join(run, "summary.json"))  # nothing trained
     assert "NOT reproduced" in open(os.path.join(run, "reproduce.md")).read()
     # a failed quick check stops the full command before training
-    with pytest.raises(R.ReproduceError, match="Training was not started"):
+    with pytest.raises(UsageError, match="Training was not started"):
         R.reproduce(["-c", recipe, "--data_dir", data, "--ckpt_path", report["quick_check"]["weights"],
                      "--output_dir", run])
 
@@ -195,7 +196,7 @@ def test_an_interrupted_run_is_resumed_by_the_same_command(tmp_path):
     recipe = _recipe(tmp_path, {"top1": 40.0, "source": "made up", "tolerance": 100.0}, epochs=1)
     run = str(tmp_path / "run")
     argv = ["-c", recipe, "--data_dir", data, "--quick_check", "false", "--output_dir", run]
-    with pytest.raises(R.ReproduceError, match="no finished run.*rerun the same command"):
+    with pytest.raises(UsageError, match="no finished run.*rerun the same command"):
         R.reproduce(argv + ["--max_steps", "2"])
     report = R.reproduce(argv)
     log = open(os.path.join(run, "train.log")).read()

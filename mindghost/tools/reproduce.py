@@ -24,7 +24,8 @@ import subprocess
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..training.config import ConfigError, parse_args_with_recipe
+from ..errors import UsageError
+from ..training.config import parse_args_with_recipe
 
 DEFAULT_TOLERANCE = 0.3
 QUICK_CHECK = "quick_check.json"
@@ -36,10 +37,6 @@ COLUMNS: List[Tuple[str, str]] = [
     ("top1", "top-1 (%)"), ("top5", "top-5 (%)"),
 ]
 _NUMERIC = ("params_m", "compile_s", "ms_per_step", "img_per_s", "top1", "top5")
-
-
-class ReproduceError(ConfigError):
-    """A refusal: what cannot be reproduced or compared, and what to do instead."""
 
 
 def _str2bool(value: str) -> bool:
@@ -83,7 +80,7 @@ def parse(argv: Optional[List[str]]):
         elif tok.startswith("--config="):
             recipe = tok.split("=", 1)[1]
     if not recipe:
-        raise ReproduceError("reproduce needs the recipe: -c configs/<family>/<recipe>.yaml")
+        raise UsageError("reproduce needs the recipe: -c configs/<family>/<recipe>.yaml")
     overrides = _without(rest, ("-c", "--config"))
     return opts, cfg, recipe, overrides
 
@@ -115,7 +112,7 @@ def check_expected(cfg, recipe: str) -> Dict[str, Any]:
     if exp.get("top1") is None:
         why = f" (its expected block says: {exp['source']})" if exp.get("source") else \
             " (it has no 'expected' block)"
-        raise ReproduceError(f"{recipe} states no published top-1{why}: there is nothing to reproduce against. "
+        raise UsageError(f"{recipe} states no published top-1{why}: there is nothing to reproduce against. "
                              "Add an 'expected:' block with top1 and source to the recipe (see docs/reproduce.md) "
                              "if a figure is published.")
     return exp
@@ -125,11 +122,11 @@ def check_val_classes(cfg, recipe: str) -> int:
     """Refuse a val split whose class folders do not number the recipe's num_classes (not the recipe's dataset)."""
     root = os.path.join(cfg.data_dir, cfg.val_split)
     if not os.path.isdir(root):
-        raise ReproduceError(f"the val split '{root}' does not exist: pass --data_dir (and --val_split) of the "
+        raise UsageError(f"the val split '{root}' does not exist: pass --data_dir (and --val_split) of the "
                              f"dataset {recipe} was published on")
     n = sum(1 for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     if n != cfg.num_classes:
-        raise ReproduceError(
+        raise UsageError(
             f"'{root}' has {n} class folders, but {recipe} was published on a dataset of {cfg.num_classes} classes: "
             f"this val split does not look like the recipe's dataset, so its top-1 cannot be compared with the "
             f"published {cfg.expected['top1']}. Point --data_dir at that dataset (e.g. ImageNet-1k for 1000 classes).")
@@ -266,7 +263,7 @@ def final_row(cfg, recipe: str, overrides: List[str], run_dir: str) -> Tuple[Dic
 
     summary_path = os.path.join(run_dir, "summary.json")
     if not os.path.isfile(summary_path):
-        raise ReproduceError(f"{run_dir} holds no finished run (no summary.json): rerun the same command to train "
+        raise UsageError(f"{run_dir} holds no finished run (no summary.json): rerun the same command to train "
                              "(it resumes an interrupted run), then the report is written")
     with open(summary_path) as fh:
         summary = json.load(fh)
@@ -384,13 +381,13 @@ def reproduce(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                               "quick_check": qc}
     if opts.weights_only:
         if qc is None:
-            raise ReproduceError("--weights_only with --quick_check false does nothing: drop one of them")
+            raise UsageError("--weights_only with --quick_check false does nothing: drop one of them")
         report.update(reproduced=qc["reproduced"], verdict=qc["verdict"], notes=_notes(cfg, exp, None))
         write_report(run_dir, report)
         print(qc["verdict"])
         return report
     if qc is not None and not qc["reproduced"] and opts.stage in ("all", "check"):
-        raise ReproduceError(f"{qc['verdict']}. {qc.get('hint', '')}. Training was not started; fix the data or the "
+        raise UsageError(f"{qc['verdict']}. {qc.get('hint', '')}. Training was not started; fix the data or the "
                              "weights, or pass --quick_check false to train anyway")
     if opts.stage == "check":
         return report

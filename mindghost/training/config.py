@@ -16,7 +16,6 @@ import yaml
 
 from ..errors import ConfigError
 
-
 # The `expected` block: what a recipe should reach and who published it (every key optional but `source`;
 # null = not published). Speed figures describe the publisher's run (cards, device, ...), as in MindCV's tables.
 EXPECTED_KEYS: Dict[str, Tuple[type, str]] = {
