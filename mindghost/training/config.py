@@ -16,6 +16,47 @@ import yaml
 
 from ..errors import ConfigError
 
+# The `expected` block: what a recipe should reach and who published it (every key optional but `source`;
+# null = not published). Speed figures describe the publisher's run (cards, device, ...), as in MindCV's tables.
+EXPECTED_KEYS: Dict[str, Tuple[type, str]] = {
+    "top1": (float, "published top-1 (%) on the val split; null = none published"),
+    "top5": (float, "published top-5 (%)"),
+    "source": (str, "who published the figures and where (paper, MindCV, timm, the authors, a measured run)"),
+    "weights": (str, "the published weight file the figures belong to"),
+    "tolerance": (float, "points of top-1 within which a run counts as reproduced (default 0.3)"),
+    "params_m": (float, "parameters (millions) as the publisher counts them"),
+    "cards": (int, "devices of the published run"),
+    "device": (str, "device of the published run, e.g. Ascend 910"),
+    "global_batch": (int, "global batch of the published run"),
+    "mindspore": (str, "MindSpore version of the published run"),
+    "jit_level": (str, "jit level / mode of the published run, e.g. O2 / graph"),
+    "compile_s": (float, "published graph compile time (s)"),
+    "ms_per_step": (float, "published steady-state ms per step"),
+    "img_per_s": (float, "published images per second (all cards)"),
+    "speed_source": (str, "where the speed figures come from"),
+    "also_reported": (str, "other published figures for the same model (e.g. the paper's)"),
+}
+
+
+def _check_expected(key: str, value: Any, from_cli: bool) -> Optional[Dict[str, Any]]:
+    """The `expected` mapping, strictly: unknown sub-keys and wrong types are errors naming `expected.<key>`."""
+    if from_cli and isinstance(value, str):
+        value = yaml.safe_load(value)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"'{key}' expects a mapping of {sorted(EXPECTED_KEYS)}, got {value!r}")
+    out: Dict[str, Any] = {}
+    for sub, v in value.items():
+        if sub not in EXPECTED_KEYS:
+            close = difflib.get_close_matches(str(sub), list(EXPECTED_KEYS), n=1, cutoff=0.6)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"Unknown key '{key}.{sub}'.{hint} (valid: {', '.join(EXPECTED_KEYS)})")
+        out[sub] = None if v is None else _coerce(f"{key}.{sub}", v, EXPECTED_KEYS[sub][0], from_cli)
+    if not out.get("source"):
+        raise ConfigError(f"'{key}' needs 'source': who published these figures (or why there are none)")
+    return out
+
 
 def _f(default, help: str, choices: Optional[Sequence[Any]] = None, **kw):
     meta = {"help": help, "choices": tuple(choices) if choices else None}
@@ -141,6 +182,9 @@ class Config:
     max_steps: int = _f(0, "stop after this many training batches (0 = run all epochs), saving a mid-epoch checkpoint")
     plot: bool = _f(True, "write curves.png at the end (needs matplotlib)")
     progress: bool = _f(True, "show a tqdm progress bar on rank 0")
+    # --- what the recipe should reach (mindghost.tools.reproduce compares a run with it; see EXPECTED_KEYS)
+    expected: Optional[Dict[str, Any]] = _f(None, "published figures of the recipe: a mapping of EXPECTED_KEYS "
+                                                  "(top1, top5, source, ...); none = not stated")
 
     # ---- derived values (never stored)
     def resolved_eval_batch_size(self) -> int:
@@ -288,7 +332,10 @@ def normalize(raw: Dict[str, Any], from_cli: bool = False, source: str = "config
         if name == "fuse_bn" and (isinstance(value, bool) or str(value).lower() in _TRUE + _FALSE):
             # a boolean with a third value (auto); YAML reads `on`/`off`/`true` as bools
             value = "true" if _parse_bool(key, value) else "false"
-        value = _coerce(key, value, _HINTS[name], from_cli)
+        if name == "expected":
+            value = _check_expected(key, value, from_cli)
+        else:
+            value = _coerce(key, value, _HINTS[name], from_cli)
         choices = FIELDS[name].metadata.get("choices")
         if choices and value is not None:
             if isinstance(value, str) and value not in choices:
