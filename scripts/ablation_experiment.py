@@ -34,16 +34,24 @@ SETTINGS = (
 )
 
 
-def parse_args(argv: List[str]) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    from mindghost.cli import add_args
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data_dir", default=os.path.join(ROOT, "data", "fashion_mnist"))
-    p.add_argument("--output_dir", default=os.path.join(ROOT, "runs", "ablation"))
-    p.add_argument("--train_samples", type=int, default=6000, help="train images per epoch (a seeded subset)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--val_samples", type=int, default=0, help="0 = all 10,000 test images")
-    p.add_argument("--smoke", action="store_true", help="two settings, one seed, a few steps: the plumbing only")
-    args = p.parse_args(argv)
+    add_args(p, "data_dir", "output_dir", "train_samples", "epochs", "val_samples", "smoke",
+             defaults={"data_dir": os.path.join(ROOT, "data", "fashion_mnist"),
+                       "output_dir": os.path.join(ROOT, "runs", "ablation"), "train_samples": 6000, "epochs": 3,
+                       "val_samples": 0},
+             helps={"train_samples": "train images per epoch (a seeded subset)",
+                    "val_samples": "0 = all 10,000 test images",
+                    "output_dir": "folder of the runs (one sub-folder each) and results.json",
+                    "smoke": "two settings, one seed, a few steps: the plumbing only"})
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one run per setting and seed")
+    return p
+
+
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
     if args.smoke:
         args.train_samples, args.epochs, args.seeds, args.val_samples = 64, 1, [0], 64
     return args

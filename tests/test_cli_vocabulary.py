@@ -32,7 +32,7 @@ def _script(relpath: str):
 
 def _parsers():
     from mindghost.convert import convert
-    from mindghost.tools import benchmark, export, plots, predict, profile, redundancy
+    from mindghost.tools import benchmark, export, plots, predict, profile, redundancy, reproduce
 
     validate = load_entry_point("validate")
     return {
@@ -44,7 +44,9 @@ def _parsers():
         "tools.profile": profile.build_parser(),
         "tools.redundancy": redundancy.build_parser(),
         "tools.plots": plots.build_parser(),
+        "tools.reproduce": reproduce._own_parser(),
         "convert": convert.build_parser(),
+        "scripts/ablation_experiment.py": _script("scripts/ablation_experiment.py").build_parser(),
         "scripts/distill_experiment.py": _script("scripts/distill_experiment.py").build_parser(),
         "scripts/transfer_experiment.py": _script("scripts/transfer_experiment.py").build_parser(),
         "scripts/prepare_fashion_mnist.py": _script("scripts/prepare_fashion_mnist.py").build_parser(),

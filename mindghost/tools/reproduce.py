@@ -24,6 +24,7 @@ import subprocess
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..cli import str2bool
 from ..errors import UsageError
 from ..training.config import parse_args_with_recipe
 
@@ -39,22 +40,14 @@ COLUMNS: List[Tuple[str, str]] = [
 _NUMERIC = ("params_m", "compile_s", "ms_per_step", "img_per_s", "top1", "top5")
 
 
-def _str2bool(value: str) -> bool:
-    if str(value).lower() in ("true", "1", "yes", "on"):
-        return True
-    if str(value).lower() in ("false", "0", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {value!r}")
-
-
 def _own_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mindghost.tools.reproduce", allow_abbrev=False,
         description="Check a recipe against its published numbers on this hardware (quick check with the published "
                     "weights, the training run, the report). Other options are the recipe's (train.py --help).")
-    p.add_argument("--weights_only", type=_str2bool, nargs="?", const=True, default=False,
+    p.add_argument("--weights_only", type=str2bool, nargs="?", const=True, default=False,
                    help="only the quick check with the published weights (no training)")
-    p.add_argument("--quick_check", type=_str2bool, nargs="?", const=True, default=True,
+    p.add_argument("--quick_check", type=str2bool, nargs="?", const=True, default=True,
                    help="validate the published weights first (false: skip, e.g. a recipe without published "
                         "weights)")
     p.add_argument("--ckpt_path", default="", help="the published weights for the quick check (default: "
