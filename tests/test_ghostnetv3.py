@@ -1,12 +1,13 @@
 """GhostNetV3: both forms' sizes, fusion that keeps the eval function, parity with timm in both forms, and the
 weight converter for timm's and the authors' names (train form, fused form, and the authors' half-fused files)."""
 import collections
-import os
 import re
-import sys
 
 import numpy as np
+import parity_recipe
 import pytest
+from test_convert import _cli, tensor, write_torch_zip  # noqa: E402  (torch.save emulation, converter CLI)
+from test_parity import ATOL, _eval_graph, _fixture, _torch_state
 
 import mindspore as ms
 from mindspore import Tensor
@@ -21,11 +22,6 @@ from mindghost.models import (
     reparameterize_model,
 )
 from mindghost.tools.profile import count_params
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import parity_recipe  # noqa: E402
-from test_convert import _cli, tensor, write_torch_zip  # noqa: E402  (torch.save emulation, converter CLI)
-from test_parity import ATOL, _eval_graph, _fixture, _torch_state  # noqa: E402
 
 # Trainable parameters at 1000 classes: timm 1.0.31's ghostnetv3_* before and after convert_to_deploy().
 EXPECTED_FUSED_PARAMS = {"ghostnetv3_050": 2_853_176, "ghostnetv3_100": 6_147_588, "ghostnetv3_130": 8_948_296,

@@ -7,13 +7,10 @@ predict from the checkpoint run in PyNative mode, export and the MINDIR predicti
 """
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _tiny_data import load_entry_point, write_tiny_imagefolder  # noqa: E402
+from _tiny_data import load_entry_point, write_tiny_imagefolder
 
 ARGS = ["--model", "ghostnet_050", "--num_classes", "3", "--in_channels", "1", "--image_size", "32",
         "--batch_size", "8", "--epochs", "1", "--warmup_epochs", "0", "--device", "CPU", "--progress", "False",

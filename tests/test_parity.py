@@ -7,10 +7,10 @@ run: a wrong name mapping, layer or padding shows up as a logit mismatch.
 """
 import json
 import os
-import sys
 from typing import Dict
 
 import numpy as np
+import parity_recipe
 import pytest
 
 import mindspore as ms
@@ -18,9 +18,6 @@ from mindspore import Tensor, nn
 
 from mindghost.cpu import accelerate
 from mindghost.models import create_model, ghostnet, ghostnetv2, load_state_dict
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # parity_recipe.py, whatever pytest's import mode
-import parity_recipe  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 FILTER_FNS = {"ghostnet_050": ghostnet.checkpoint_filter_fn, "ghostnetv2_100": ghostnetv2.checkpoint_filter_fn}
