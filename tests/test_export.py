@@ -45,6 +45,7 @@ def test_fuse_bn_is_exact_and_removes_every_bn():
     assert count_batchnorms(model) == 80  # the original is untouched
 
 
+@pytest.mark.slow
 @pytest.mark.stack
 def test_export_mindir_and_onnx_match_mindspore(tmp_path):
     model = _recipe_model()
@@ -69,6 +70,7 @@ def test_export_mindir_and_onnx_match_mindspore(tmp_path):
         pytest.importorskip("onnxruntime", reason="onnxruntime not installed: ONNX parity not checked")
 
 
+@pytest.mark.slow
 def test_onnx_parity_with_onnxruntime(tmp_path):
     """Explicit, visible skip when the optional extra is absent (CI installs it)."""
     pytest.importorskip("onnxruntime", reason="optional extra: pip install onnxruntime")

@@ -57,6 +57,7 @@ BAD_FILES = {
 }
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize("name", sorted(BAD_FILES))
 def test_undecodable_file_is_named_before_training(tiny, tmp_path, name):
     """User sees: `'<data>/train': 1 file(s) cannot be decoded ...`, then `<path>: <reason>` and

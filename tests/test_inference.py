@@ -34,6 +34,7 @@ def ckpt_32(tmp_path_factory):
                             crop_pct=1.0)
 
 
+@pytest.mark.stack
 def test_recorded_values_are_used_and_said():
     setup = resolve_inference_setup(training_meta(image_size=32, mean=MEAN, std=STD), source="c.ckpt")
     assert (setup.model, setup.num_classes, setup.image_size) == ("ghostnet_050", 3, 32)

@@ -54,6 +54,7 @@ def kd_run(tiny, train_mod, teacher_ckpt, tmp_path_factory):
     return out, summary, built[0]
 
 
+@pytest.mark.slow  # the graph runs of `kd_run`
 def test_kd_run_logs_both_loss_parts(kd_run):
     out, summary, _ = kd_run
     assert summary["finished"] and summary["global_step"] == 12
@@ -67,6 +68,7 @@ def test_kd_run_logs_both_loss_parts(kd_run):
     assert "distillation: teacher ghostnet_050" in log and "kd " in log
 
 
+@pytest.mark.slow  # the graph runs of `kd_run`
 def test_checkpoint_holds_the_student_only_and_loads_strictly(kd_run):
     from mindghost import create_model
     from mindghost.models import load_checkpoint
@@ -83,6 +85,7 @@ def test_checkpoint_holds_the_student_only_and_loads_strictly(kd_run):
     assert {k[len("ema."):] for k in state if k.startswith("ema.")} == names  # EMA tracks the student, all of it
 
 
+@pytest.mark.slow  # the graph runs of `kd_run`
 def test_teacher_is_unchanged_after_training(kd_run, teacher_ckpt):
     _, _, teacher = kd_run
     saved = checkpoint_arrays(teacher_ckpt)
@@ -93,6 +96,7 @@ def test_teacher_is_unchanged_after_training(kd_run, teacher_ckpt):
         np.testing.assert_array_equal(params[k], v, err_msg=k)
 
 
+@pytest.mark.slow  # the graph runs of `kd_run`
 def test_kd_resume_reproduces_the_uninterrupted_run(kd_run, tiny, train_mod, teacher_ckpt, tmp_path):
     full = kd_run[0]
     args = KD_ARGS + ["--data_dir", tiny, "--teacher_ckpt", teacher_ckpt, "--output_dir", str(tmp_path / "part")]

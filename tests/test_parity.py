@@ -43,6 +43,7 @@ def _eval_graph(model: nn.Cell, x: np.ndarray) -> np.ndarray:
     return model(Tensor(x)).asnumpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FILTER_FNS))
 def test_matches_timm(name: str) -> None:
     fx = _fixture(name)
@@ -72,6 +73,7 @@ def test_ghostnetv2_filter_fn_reads_official_layouts() -> None:
         assert set(ghostnetv2.checkpoint_filter_fn(layout, model)) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(7, 7), (14, 14), (9, 11), (5, 6), (3, 3)])
 def test_dfc_upsample_is_torch_nearest(size) -> None:
     """GhostModuleV2's gate upsample must read index floor(i · in / out), PyTorch's `nearest` with `size=`."""
@@ -89,6 +91,7 @@ def test_dfc_upsample_is_torch_nearest(size) -> None:
     np.testing.assert_array_equal(out, gate[:, :, rows][:, :, :, cols])
 
 
+@pytest.mark.slow
 def test_matches_mindcv_ghostnet() -> None:
     """MindCV's ghostnet_050 and ours share parameter names; with the same weights they give the same logits."""
     from mindcv.models import create_model as mindcv_create_model

@@ -114,6 +114,7 @@ def test_inputs_that_match_nothing_are_refused(tiny, tmp_path):
         predict_main([str(tmp_path), "--ckpt_path", str(root / "best.ckpt")])
 
 
+@pytest.mark.slow
 def test_mindir_uses_the_export_json(tiny, tmp_path, capsys):
     root, _, _ = tiny
     from mindghost.tools.export import main as export_main
