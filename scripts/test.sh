@@ -44,7 +44,7 @@ run_stage() {
   log=$(mktemp)
   start=$(date +%s)
   echo "== stage $name: $("$venv/bin/python" -c 'import platform, mindspore; print("Python", platform.python_version(), "+ MindSpore", mindspore.__version__)')"
-  PATH="$PWD/$venv/bin:$PATH" "$venv/bin/python" -m pytest -q "$@" 2>&1 | tee "$log"
+  PATH="$(cd "$venv/bin" && pwd):$PATH" "$venv/bin/python" -m pytest -q "$@" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   secs=$(( $(date +%s) - start ))
   counts=$(grep -E '^=*.* in [0-9.]+s' "$log" | tail -1 | sed -E 's/^=+ //; s/ in [0-9.]+s.*//')
