@@ -109,6 +109,7 @@ def test_export_refuses_a_checkpoint_of_another_model(tmp_path, ckpt_32):
         export_main(["--model", "ghostnet_100", "--ckpt_path", ckpt_32, "--out_dir", str(tmp_path)])
 
 
+@pytest.mark.slow  # exports (a graph compile)
 def test_export_json_lists_the_checkpoints_preprocessing(tmp_path, ckpt_32, capsys):
     from mindghost.tools.export import main as export_main
 
