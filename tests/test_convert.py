@@ -191,6 +191,7 @@ def _assert_same(got: Dict[str, np.ndarray], expected: Dict[str, np.ndarray]) ->
 
 
 # ------------------------------------------------------------------------------- reading
+@pytest.mark.stack
 @pytest.mark.parametrize("fmt", sorted(WRITERS))
 def test_round_trip_dtypes_and_views(tmp_path, fmt):
     tensors, expected = _sample()
@@ -265,6 +266,7 @@ def _evil_payloads(marker: str) -> List[Tuple[str, Any]]:
     ]
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize("fmt", ["zip", "legacy", "bare"])
 @pytest.mark.parametrize("which", [0, 1, 2])
 def test_malicious_pickle_is_refused_unexecuted(tmp_path, fmt, which):
@@ -365,6 +367,7 @@ def ghostnet_050_pth(tmp_path_factory):
     return path, ours
 
 
+@pytest.mark.stack
 def test_convert_end_to_end(tmp_path, ghostnet_050_pth, capsys):
     src, expected = ghostnet_050_pth
     out = str(tmp_path / "ghostnet_050_converted.ckpt")

@@ -34,6 +34,7 @@ def ckpt_32(tmp_path_factory):
                             crop_pct=1.0)
 
 
+@pytest.mark.stack
 def test_recorded_values_are_used_and_said():
     setup = resolve_inference_setup(training_meta(image_size=32, mean=MEAN, std=STD), source="c.ckpt")
     assert (setup.model, setup.num_classes, setup.image_size) == ("ghostnet_050", 3, 32)
@@ -119,6 +120,7 @@ def test_export_names_model_when_the_checkpoint_records_none(tmp_path):
         export_main(["--ckpt_path", plain, "--output_dir", str(tmp_path)])
 
 
+@pytest.mark.slow  # exports (a graph compile)
 def test_export_json_lists_the_checkpoints_preprocessing(tmp_path, ckpt_32, capsys):
     from mindghost.tools.export import main as export_main
 

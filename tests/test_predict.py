@@ -2,11 +2,11 @@
 pipeline; unreadable images named while the rest go on; JSON/CSV output; MINDIR files (issue #13 item 4)."""
 import csv
 import json
-import os
-import sys
 
 import numpy as np
+import parity_recipe
 import pytest
+from _tiny_data import write_tiny_imagefolder
 
 from mindspore import Tensor
 
@@ -15,10 +15,6 @@ from mindghost.models import load_state_dict
 from mindghost.tools.predict import main as predict_main
 from mindghost.training.config import build_config
 from mindghost.weights import atomic_save
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import parity_recipe  # noqa: E402
-from _tiny_data import write_tiny_imagefolder  # noqa: E402
 
 NAMES = ["red", "green", "blue"]
 MEAN, STD = [0.3, 0.4, 0.5], [0.2, 0.25, 0.3]
@@ -39,6 +35,7 @@ def tiny(tmp_path_factory):
     return root, model, cfg
 
 
+@pytest.mark.stack
 def test_predict_equals_the_models_logits_on_the_eval_pipeline(tiny, tmp_path, capsys):
     root, model, cfg = tiny
     from mindghost.data import build_eval_loader, eval_preprocessing
@@ -117,6 +114,7 @@ def test_inputs_that_match_nothing_are_refused(tiny, tmp_path):
         predict_main([str(tmp_path), "--ckpt_path", str(root / "best.ckpt")])
 
 
+@pytest.mark.slow
 def test_mindir_uses_the_export_json(tiny, tmp_path, capsys):
     root, _, _ = tiny
     from mindghost.tools.export import main as export_main

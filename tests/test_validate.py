@@ -1,15 +1,12 @@
 """validate.py in process (PyNative: no graph compile): exact sample count, JSON output, clear errors."""
 import json
 import os
-import sys
 
 import pytest
+from _tiny_data import write_tiny_imagefolder
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _tiny_data import load_entry_point, write_tiny_imagefolder  # noqa: E402
-
-from mindghost.models import CheckpointError  # noqa: E402
-from mindghost.training.config import ConfigError  # noqa: E402
+from mindghost.models import CheckpointError
+from mindghost.training.config import ConfigError
 
 ARGS = ["--model", "ghostnet_050", "--num_classes", "3", "--image_size", "32", "--device", "CPU",
         "--mode", "pynative", "--progress", "False"]
@@ -38,11 +35,7 @@ def setup(tmp_path_factory):
     return {"data": data, "plain": plain, "ema": with_ema, "five": five, "out": str(root / "out")}
 
 
-@pytest.fixture(scope="module")
-def validate_mod():
-    return load_entry_point("validate")
-
-
+@pytest.mark.stack
 def test_every_sample_counted_once_and_json_written(setup, validate_mod):
     res = validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["plain"], "--batch_size", "4",
                                     "--output_dir", setup["out"]])
@@ -54,6 +47,7 @@ def test_every_sample_counted_once_and_json_written(setup, validate_mod):
     assert whole["top1"] == res["top1"] and abs(whole["loss"] - res["loss"]) < 1e-4  # padding changes nothing
 
 
+@pytest.mark.stack
 def test_ema_weights_and_meta(setup, validate_mod):
     res = validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["ema"], "--ema", "True",
                                     "--batch_size", "8", "--output_dir", setup["out"]])
