@@ -9,6 +9,7 @@ an absolute error of a few 1e-6 on logits of a few units.
 import importlib.util
 import json
 import os
+import sys
 
 import numpy as np
 import parity_recipe

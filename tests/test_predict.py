@@ -2,6 +2,7 @@
 pipeline; unreadable images named while the rest go on; JSON/CSV output; MINDIR files (issue #13 item 4)."""
 import csv
 import json
+import os
 
 import numpy as np
 import parity_recipe
