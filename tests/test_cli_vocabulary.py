@@ -1,4 +1,4 @@
-"""#17.1: every command speaks one vocabulary (/work/coord/VOCAB.md, `mindghost.cli`).
+"""#17.1: every command speaks one vocabulary (the table in `mindghost.cli`).
 
 Walks the parser of every command (train.py, validate.py, each `python -m mindghost.tools.X`, convert, scripts/*.py,
 benchmarks/compare.py and worker.py) and fails when a concept has an old spelling as a canonical flag (two spellings
