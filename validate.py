@@ -50,8 +50,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     for line in setup.messages():
         (LOG.warning if line.startswith("warning: ") else LOG.info)(line)
     cfg = dataclasses.replace(cfg, model=setup.model, num_classes=setup.num_classes, in_channels=setup.in_channels)
-    data, problems = check_dataset(cfg, train=False, val=True)
+    data, problems = check_dataset(cfg, train=False, val=True, class_names=setup.class_names,
+                                   names_source=f"'{cfg.ckpt_path}'")
     raise_problems(problems)
+    for note in data.notes():
+        LOG.info(note)
     model = create_model(cfg.model, num_classes=cfg.num_classes, in_channels=cfg.in_channels)
     meta = load_checkpoint(model, cfg.ckpt_path, ema=cfg.ema)
     # a training checkpoint of GhostNetV3 holds the train form: evaluate the fused inference form (exact up to
@@ -68,7 +71,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     n = min(data.val_images, cfg.val_samples) if cfg.val_samples else data.val_images
     LOG.info(f"validating {cfg.model} ({'EMA' if cfg.ema else 'raw'} weights of {cfg.ckpt_path}) on {n} images, "
              f"batch {batch}, {device}; {pre}")
-    res = evaluate(EvalNet(model), build_eval_loader(cfg, pre, batch), batch,
+    res = evaluate(EvalNet(model), build_eval_loader(cfg, pre, batch, class_indexing=data.val_class_indexing), batch,
                    progress=show_progress_bars(cfg.progress, True), expected=n)
     result = {"model": cfg.model, "checkpoint": os.path.abspath(cfg.ckpt_path), "ema": cfg.ema,
               "data_dir": cfg.data_dir, "split": cfg.val_split, "batch_size": batch, "device": device,

@@ -214,7 +214,8 @@ def build_evaluator(plan: RunPlan, model, train_step):
         sharded = {"reduce": D.allreduce_sum, "sync": lambda: D.sync_from_rank0(buffers, replica.rank)}
 
     def make_loader():
-        return build_eval_loader(cfg, pre, rank=replica.rank, group_size=replica.size)
+        return build_eval_loader(cfg, pre, rank=replica.rank, group_size=replica.size,
+                                 class_indexing=plan.data.val_class_indexing)
 
     return PeriodicEvaluator(EvalNet(model), make_loader, cfg.resolved_eval_batch_size(), cfg.val_every, train_step,
                              show_progress_bars(cfg.progress, replica.is_main), plan.val_images,
