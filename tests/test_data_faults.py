@@ -172,3 +172,36 @@ def test_validate_refuses_a_renamed_class_folder(tiny, biased_ckpt):
     os.rename(os.path.join(tiny, "val", "class_2"), os.path.join(tiny, "val", "class_two"))
     with pytest.raises(DataError, match=r"renamed\? 'class_2' -> 'class_two'"):
         load_entry_point("validate").main(VALIDATE + ["--data_dir", tiny, "--ckpt_path", biased_ckpt])
+
+
+# ------------------------------------------------------------------------------------------ 2. corrupt bodies
+def _damaged_jpegs(folder):
+    """Two JPEGs with intact SOI/EOI markers that the header scan passes: a damaged scan header (MindSpore's
+    Decode raises mid-epoch) and a body cut short (libjpeg half-decodes it, only warning on stderr)."""
+    good = _jpeg(size=32)
+    sos = good.find(b"\xff\xda")
+    paths = {"bad_sos.jpg": good[:sos + 4] + b"\x09" + good[sos + 5:],
+             "half.jpg": good[:sos + 40] + b"\xff\xd9"}
+    for name, data in paths.items():
+        with open(os.path.join(folder, name), "wb") as fh:
+            fh.write(data)
+    return [os.path.join(folder, n) for n in paths]
+
+
+@pytest.mark.slow
+def test_verify_images_finds_damaged_bodies_and_remembers_good_files(tiny, monkeypatch, tmp_path):
+    from mindghost.data.verify import verify_split
+    from mindghost.tools import verify_images
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    bad_sos, half = _damaged_jpegs(os.path.join(tiny, "train", "class_1"))
+    assert not check_dataset(_cfg(tiny), train=True, val=False)[1]  # the header scan passes them
+    _, problems = check_dataset(_cfg(tiny, verify_images=True, num_workers=1), train=True, val=False)
+    msg = str(problems[0])
+    assert len(problems) == 1 and "2 file(s) failed the full decode (verify_images)" in msg, msg
+    assert f"{bad_sos}: cannot be decoded" in msg and f"{half}: only partly decoded (libjpeg: " in msg
+    files, cached, bad = verify_split(os.path.join(tiny, "train"), workers=1, progress=False)
+    assert (files, cached, len(bad)) == (26, 24, 2)  # the 24 good ones are not decoded again
+    os.remove(bad_sos)
+    os.remove(half)
+    assert verify_images.main(["--data_dir", tiny, "--splits", "train", "--progress", "false"]) == 0

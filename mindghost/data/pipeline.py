@@ -199,12 +199,33 @@ def check_dataset(cfg, train: bool, val: bool, class_names: Optional[Sequence[st
                 "folders of both splits identical (a val split may also hold a subset of the train classes)")
         if problem:
             problems.append(problem)
+    if getattr(cfg, "verify_images", False) and not problems:
+        problems += verify_problems(cfg, [s for s in found if s in (cfg.train_split if train else None,
+                                                                   cfg.val_split if val else None)])
     any_split = next(iter(found.values()), ([], 0))
     classes = tuple(class_names) if class_names is not None else tuple(train_folders or any_split[0])
     info = DatasetInfo(classes=classes, train_images=found.get(cfg.train_split, ([], 0))[1] if train else 0,
                        val_images=found.get(cfg.val_split, ([], 0))[1] if val else 0,
                        val_class_indexing=indexing, rotated=tuple(sorted(rotated)))
     return info, problems
+
+
+def verify_problems(cfg, splits: Sequence[str]) -> List[DataError]:
+    """`verify_images`: every image of `splits` decoded once (`verify.py`); a DataError naming the bad ones."""
+    import sys
+
+    from .verify import verify_split
+
+    problems = []
+    for split in splits:
+        root = os.path.join(cfg.data_dir, split)
+        files, cached, bad = verify_split(root, cfg.num_workers, cfg.progress and sys.stderr.isatty())
+        logging.getLogger("mindghost").info(f"verify_images {root}: {files} images, {files - cached} decoded, "
+                                            f"{cached} verified before, {len(bad)} bad")
+        if bad:
+            problems.append(DataError(format_bad_files(root, bad).replace(
+                "cannot be decoded by the training pipeline", "failed the full decode (verify_images)")))
+    return problems
 
 
 def eval_preprocessing(cfg, default_cfg: Dict) -> EvalPreprocessing:

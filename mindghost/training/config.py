@@ -47,6 +47,8 @@ class Config:
     drop_remainder: bool = _f(True, "drop the last incomplete training batch")
     train_samples: int = _f(0, "train on N images per epoch (a random subset each epoch when shuffling); 0 = all")
     val_samples: int = _f(0, "use only the first N validation images; 0 = all")
+    verify_images: bool = _f(False, "decode every image once before starting (parallel; good files are remembered, "
+                             "so later runs decode only new ones): finds damaged JPEG bodies the header scan passes")
     dataset_download: bool = _f(False, "MindCV compatibility; must be False (ImageNet cannot be downloaded)")
     # --- augmentation (train) and preprocessing (eval)
     image_size: int = _f(224, "train crop size; eval crop size too unless eval_image_size is set")
