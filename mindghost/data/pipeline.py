@@ -304,6 +304,19 @@ def _train_transforms(cfg, pre: EvalPreprocessing) -> list:
     return ops
 
 
+def guarded_train_transforms(cfg, pre: EvalPreprocessing) -> list:
+    """The train transforms with their decode op wrapped (`guard.py`): EXIF orientation applied, and a sample
+    that fails to decode skipped and counted, up to max_bad_images / max_consecutive_bad_images."""
+    from .guard import ImageGuard, error_samples_replace, tracker
+
+    replace = error_samples_replace(True)
+    bad = tracker(os.path.join(cfg.data_dir, cfg.train_split), cfg.max_bad_images, cfg.max_consecutive_bad_images,
+                  replace)
+    bad.new_epoch()
+    ops = _train_transforms(cfg, pre)
+    return [ImageGuard(ops[0], bad)] + ops[1:]
+
+
 def build_train_loader(cfg, pre: EvalPreprocessing, epoch: int, rank: int = 0, group_size: int = 1):
     """The batched train dataset of one epoch (seeded by seed + epoch), sharded by rank."""
     import mindspore.dataset as ds
@@ -322,7 +335,7 @@ def build_train_loader(cfg, pre: EvalPreprocessing, epoch: int, rank: int = 0, g
         dataset, batch_size=cfg.batch_size, drop_remainder=cfg.drop_remainder, is_training=True,
         # MindCV mixes only when cutmix_prob > 0: it is the overall probability that a batch is mixed
         mixup=cfg.mixup, cutmix=cfg.cutmix, cutmix_prob=cfg.mixup_prob if mixing else 0.0,
-        num_classes=cfg.num_classes, transform=_train_transforms(cfg, pre), num_parallel_workers=workers,
+        num_classes=cfg.num_classes, transform=guarded_train_transforms(cfg, pre), num_parallel_workers=workers,
     )
 
 
@@ -337,6 +350,9 @@ def build_eval_loader(cfg, pre: EvalPreprocessing, batch_size: Optional[int] = N
     import mindspore.dataset as ds
     from mindcv.data import create_dataset, create_loader
 
+    from .guard import error_samples_replace
+
+    error_samples_replace(False)  # evaluation never replaces a sample: a failure is an error naming the file
     workers = _workers(cfg)
     by_name = {"class_indexing": dict(class_indexing)} if class_indexing else {}
     dataset = create_dataset("imagenet", root=cfg.data_dir, split=cfg.val_split, shuffle=False,
@@ -351,11 +367,15 @@ def build_eval_loader(cfg, pre: EvalPreprocessing, batch_size: Optional[int] = N
 
 def eval_ops(pre: EvalPreprocessing) -> list:
     """MindSpore ops from encoded image bytes (uint8 array) to a normalized (in_channels, H, W) float32 array:
-    decode, resize the short side to `pre.resize_size`, center crop `pre.image_size`, normalize. The one eval
+    decode (EXIF orientation applied), resize the short side to `pre.resize_size`, center crop `pre.image_size`,
+    normalize. The one eval
     transform of validation, training's evaluation and prediction."""
     from mindcv.data import create_transforms
 
     mean255, std255 = pre.rgb_mean_std()
+    from .guard import ImageGuard
+
     ops = create_transforms("imagenet", image_resize=pre.image_size, is_training=False, crop_pct=pre.crop_pct,
                             interpolation=pre.interpolation, mean=mean255, std=std255)
-    return channel_tail(ops, pre.in_channels, pre.mean, pre.std)
+    ops = channel_tail(ops, pre.in_channels, pre.mean, pre.std)
+    return [ImageGuard(ops[0])] + ops[1:]  # EXIF orientation applied, as in training
