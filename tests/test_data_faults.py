@@ -81,19 +81,40 @@ def test_exif_orientation_is_read_from_the_header_and_counted(tiny):
     assert not problems
     assert info.rotated == (os.path.join(d, "r6.jpg"), os.path.join(d, "r8.jpg"))
     note = info.notes()[0]
-    assert note.startswith("2 JPEG(s) carry an EXIF orientation") and "decode them as stored, unrotated" in note
+    assert note.startswith("2 JPEG(s) carry an EXIF orientation") and "turn them upright as the tag says" in note
 
 
-def test_the_pipelines_decode_a_tagged_jpeg_as_stored(tmp_path):
-    """What the note says: MindSpore's Decode (train, validate, predict) ignores the tag; PIL's exif_transpose
-    would turn the 16 x 32 image into 32 x 16."""
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_matches_pillows_exif_transpose(orientation):
     from PIL import Image, ImageOps
 
-    from mindspore.dataset import vision
+    from mindghost.data.guard import orient
 
-    data = _jpeg(6)
-    assert vision.Decode()(np.frombuffer(data, np.uint8)).shape[:2] == (16, 32)
-    assert ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size == (16, 32)  # PIL size is (w, h): rotated
+    stored = np.random.default_rng(orientation).integers(0, 255, (3, 5, 3), dtype=np.uint8)
+    img = Image.fromarray(stored)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(img))
+    np.testing.assert_array_equal(orient(stored, orientation), expected)
+
+
+def test_every_pipeline_turns_a_tagged_jpeg_upright():
+    """MindSpore's Decode alone returns the stored 16 x 32 (H x W); tag 6 means 'turn 90 degrees clockwise', so
+    validation/prediction (eval_ops) and training (the guarded decode) get 32 x 16."""
+    from mindspore.dataset import transforms, vision
+
+    from mindghost.data import EvalPreprocessing, eval_ops
+    from mindghost.data.guard import ImageGuard
+
+    data = np.frombuffer(_jpeg(6), np.uint8)
+    assert vision.Decode()(data).shape[:2] == (16, 32)  # today's behaviour in every path
+    assert ImageGuard(vision.Decode())(data).shape[:2] == (32, 16)
+    pre = EvalPreprocessing(image_size=8, crop_pct=1.0, interpolation="bilinear", mean=(0.5,) * 3, std=(0.5,) * 3)
+    upright = transforms.Compose(eval_ops(pre))(data)
+    assert upright.shape == (3, 8, 8)
+    ops = eval_ops(pre)
+    assert isinstance(ops[0], ImageGuard)  # the one eval transform of validate, in-training eval and predict
 
 
 # ------------------------------------------------------------------------------------------ 3. class names
@@ -205,3 +226,55 @@ def test_verify_images_finds_damaged_bodies_and_remembers_good_files(tiny, monke
     os.remove(bad_sos)
     os.remove(half)
     assert verify_images.main(["--data_dir", tiny, "--splits", "train", "--progress", "false"]) == 0
+
+
+def _tiny_cfg(data, **kw):
+    return _cfg(data, image_size=16, batch_size=4, shuffle=False, num_workers=1, **kw)
+
+
+def _pre():
+    from mindghost.data import EvalPreprocessing
+
+    return EvalPreprocessing(image_size=16, crop_pct=1.0, interpolation="bilinear", mean=(0.5,) * 3, std=(0.5,) * 3)
+
+
+def test_a_bad_training_image_is_skipped_named_and_counted(tiny, caplog):
+    """Today: the epoch dies at the batch holding it ("map operation: [RandomCropDecodeResize] failed ... Bogus
+    marker length"), and so does every resume. Now: replaced by another sample, the epoch keeps its length."""
+    from mindghost.data import build_train_loader
+    from mindghost.data import guard as G
+
+    G._TRACKERS.clear()
+    bad_sos, _ = _damaged_jpegs(os.path.join(tiny, "train", "class_1"))
+    os.remove(os.path.join(tiny, "train", "class_1", "half.jpg"))  # decodes (grey): only verify_images finds it
+    cfg = _tiny_cfg(tiny)
+    loader = build_train_loader(cfg, _pre(), epoch=0)
+    labels = np.concatenate([lbl for _, lbl in loader.create_tuple_iterator(num_epochs=1, output_numpy=True)])
+    assert len(labels) == 24  # 25 files, drop_remainder: 6 batches of 4
+    (t,) = G.trackers()
+    assert t.files == {bad_sos: "Error raised by libjpeg: Bogus marker length"} and t.epoch == 1 and t.fatal is None
+    assert any(f"skipped a training image that cannot be decoded: {bad_sos}" in r.message for r in caplog.records)
+
+
+def test_too_many_bad_images_stop_the_run_naming_them(tiny):
+    from mindghost.data import build_train_loader
+    from mindghost.data import guard as G
+
+    G._TRACKERS.clear()
+    bad_sos, _ = _damaged_jpegs(os.path.join(tiny, "train", "class_1"))
+    os.remove(os.path.join(tiny, "train", "class_1", "half.jpg"))
+    loader = build_train_loader(_tiny_cfg(tiny, max_bad_images=0), _pre(), epoch=0)
+    for _ in loader.create_tuple_iterator(num_epochs=1, output_numpy=True):
+        pass
+    with pytest.raises(G.BadImageLimit, match=r"1 distinct images \(more than max_bad_images 0\) failed to decode"
+                       r"[\s\S]*" + bad_sos):
+        G.BadImageMonitor().on_step_end(None)
+    G._TRACKERS.clear()
+
+
+def test_bad_image_limits_are_checked():
+    from mindghost.training.config import config_problems
+
+    problems = config_problems(Config(max_bad_images=-1, max_consecutive_bad_images=0))
+    assert "'max_bad_images' must be >= 0, got -1" in problems
+    assert "'max_consecutive_bad_images' must be >= 1, got 0" in problems

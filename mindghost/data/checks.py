@@ -19,8 +19,9 @@ converts them to 8-bit RGB, and a grey-scale model (in_channels 1) then takes th
 same check serves both channel counts.
 
 JPEGs whose EXIF Orientation tag is not 1 (phone photos stored sideways) are counted from the bytes already
-read: MindSpore's Decode ignores the tag, so train, validate and predict all see such a file as stored
-(unrotated); the check says so (docs/data.md). A full decode of every file is `verify.py` (`verify_images`).
+read, and the check says what the pipelines do with them: MindSpore's Decode ignores the tag, so every
+pipeline's decode op applies it (`guard.py`, docs/data.md). A full decode of every file is `verify.py`
+(`verify_images`).
 """
 import os
 import stat

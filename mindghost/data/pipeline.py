@@ -96,9 +96,8 @@ class DatasetInfo:
         if self.rotated:
             shown = ", ".join(self.rotated[:3]) + (", ..." if len(self.rotated) > 3 else "")
             lines.append(f"{len(self.rotated)} JPEG(s) carry an EXIF orientation other than 'as stored' ({shown}): "
-                         "train, validate and predict all decode them as stored, unrotated (MindSpore's Decode ignores "
-                         "the tag, as for every file); if a viewer shows them turned, rotate the files themselves "
-                         "(docs/data.md)")
+                         "train, validate and predict all turn them upright as the tag says, as photo viewers do "
+                         "(MindSpore's Decode alone would not; docs/data.md)")
         if self.val_class_indexing is not None:
             lines.append(f"val classes evaluated by name ({len(self.val_class_indexing)} folders mapped to the "
                          f"trained class indices): {_shown(self.val_class_indexing)}")
