@@ -141,10 +141,11 @@ def match_class_names(trained: Sequence[str], found: Sequence[str], where: str, 
         return None, None
     if by_name and set(found) <= set(trained):
         return {name: trained.index(name) for name in found}, None
-    need = "all of them name trained classes" if by_name else "the same names (folder order is label order)"
+    need = ("trained classes (all of them, or a subset)" if by_name
+            else "exactly these classes (the sorted folder names are the label order)")
     return None, DataError(
         f"'{where}' class folders do not match the {len(trained)} class names {source} records: "
-        f"{class_name_differences(trained, found)}. Its folders must be {need}: rename the folders, or point "
+        f"{class_name_differences(trained, found)}. The folders must be {need}: rename the folders, or point "
         "--data_dir at the dataset the model was trained on" + ("" if by_name else
                                                                "; to train new classes pass --new_classifier True"))
 
