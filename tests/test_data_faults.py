@@ -278,3 +278,13 @@ def test_bad_image_limits_are_checked():
     problems = config_problems(Config(max_bad_images=-1, max_consecutive_bad_images=0))
     assert "'max_bad_images' must be >= 0, got -1" in problems
     assert "'max_consecutive_bad_images' must be >= 1, got 0" in problems
+
+
+def test_predict_folder_search_leaves_out_non_files(tmp_path, capsys):
+    from mindghost.tools.predict import find_images
+
+    (tmp_path / "a.jpg").write_bytes(_jpeg())
+    os.symlink(str(tmp_path / "gone.jpg"), str(tmp_path / "dangling.jpg"))
+    os.makedirs(str(tmp_path / "@eaDir.jpg"))
+    assert find_images([str(tmp_path)]) == [str(tmp_path / "a.jpg")]
+    assert f"left out 1 entry under '{tmp_path}' with an image name that are not files" in capsys.readouterr().err
