@@ -113,33 +113,25 @@ def prepare_environment(device: str) -> Tuple[str, str]:
 def setup_context(device: str, mode: str = "graph", deterministic: bool = False, seed: int = 42,
                   cpu_threads: int = 0) -> None:
     """Select the device, execution mode ("graph" or "pynative"), seed, determinism and CPU kernel threads
-    (`cpu_threads` 0: the cores per local rank), with the current MindSpore API (older calls as fallback).
+    (`cpu_threads` 0: the cores per local rank), with the current MindSpore API (older calls as fallback: the
+    branches live in `mindghost.compat`).
 
     Every entry point calls it: train.py, validate.py and the tools. The device, determinism and thread count are
     set once per process (MindSpore fixes them at the first kernel); a later call, e.g. a tool run in-process
     after other MindSpore work, only changes the mode and the seed."""
     import mindspore as ms
 
-    if hasattr(ms, "set_device"):  # MindSpore >= 2.5
-        _once("device", lambda: ms.set_device(device))
-    else:
-        _once("device", lambda: ms.set_context(device_target=device))
+    from . import compat  # the MindSpore version branches (newer call, older fallback)
+
+    _once("device", lambda: compat.set_device(device))
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     ms.set_seed(seed)
     if deterministic:
-        if hasattr(ms, "set_deterministic"):
-            _once("deterministic", lambda: ms.set_deterministic(True))
-        else:
-            ms.set_context(deterministic="ON")
+        _once("deterministic", compat.set_deterministic)
     if device == "CPU":
         threads = cpu_threads or max(1, num_cores() // local_world_size())
         os.environ.setdefault("MINDGHOST_KERNEL_THREADS", str(threads))  # read by cpu/csrc/depthwise.cc
-        try:
-            from mindspore.device_context.cpu.op_tuning import threads_num  # MindSpore >= 2.5
-
-            _once("threads", lambda: threads_num(threads))
-        except ImportError:
-            _once("threads", lambda: ms.set_context(runtime_num_threads=threads))
+        _once("threads", lambda: compat.set_cpu_threads(threads))
 
 
 _DONE = {}

@@ -3,7 +3,8 @@
 #   bash scripts/demo.sh            # from the repository root
 # Steps: scripts/setup.sh (.venv created if missing + requirements.txt; the Debian package dataset-fashion-mnist,
 # installed with apt-get when missing); data/fashion_mnist as an ImageFolder tree; train configs/demo/... into
-# runs/demo; validate runs/demo/checkpoints/best.ckpt. A finished runs/demo is not retrained (RETRAIN=1 forces it).
+# runs/demo; validate runs/demo/checkpoints/best.ckpt and print the verdict against the recipe's expected top-1.
+# A finished runs/demo is not retrained (RETRAIN=1 forces it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,7 @@ if [ ! -f "$SRC/train-images-idx3-ubyte.gz" ] && [ ! -f "$DATA/.complete" ]; the
     exit 1
 fi
 echo "== preparing $DATA"
-"$VENV/bin/python" scripts/prepare_fashion_mnist.py --src "$SRC" --out "$DATA"
+"$VENV/bin/python" scripts/prepare_fashion_mnist.py --src "$SRC" --output_dir "$DATA"
 
 if [ -f "$RUN/summary.json" ] && [ "${RETRAIN:-0}" != 1 ]; then
     echo "== $RUN already holds a finished run (RETRAIN=1 bash scripts/demo.sh trains again)"
@@ -35,6 +36,7 @@ fi
 # matplotlib was installed) still ends with the figure
 "$VENV/bin/python" -m mindghost.tools.plots --run_dir "$RUN"
 
-echo "== validating $RUN/checkpoints/best.ckpt"
-"$VENV/bin/python" validate.py -c "$RECIPE" --data_dir "$DATA" --ckpt_path "$RUN/checkpoints/best.ckpt" \
-    --output_dir "$RUN"
+# validate best.ckpt ($RUN/validate.json), then compare with the recipe's expected block: $RUN/reproduce.md and
+# reproduce.json, and the verdict line last (exit code 1 when the run is outside the tolerance)
+echo "== validating $RUN/checkpoints/best.ckpt against the recipe's expected figures"
+"$VENV/bin/python" -m mindghost.tools.reproduce -c "$RECIPE" --data_dir "$DATA" --output_dir "$RUN" --stage report

@@ -1,7 +1,9 @@
-"""Tiny ImageFolder trees for the trainer tests (shared by test_train.py and test_validate.py)."""
+"""Helpers for the trainer tests: tiny ImageFolder trees, the tiny train.py arguments, entry points as modules,
+checkpoint contents as arrays. The fixtures built on them are in conftest.py."""
 import gzip
 import importlib.util
 import os
+import shutil
 
 import numpy as np
 
@@ -12,6 +14,8 @@ FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 TINY_TRAIN_ARGS = ["--model", "ghostnet_050", "--num_classes", "3", "--image_size", "32", "--batch_size", "4",
                    "--device", "CPU", "--progress", "False", "--plot", "False", "--lr", "0.01", "--log_every", "1",
                    "--warmup_epochs", "0"]
+# the same in PyNative mode (no graph compile), no validation, one loader worker: the failure battery's runs
+TINY_PYNATIVE_ARGS = TINY_TRAIN_ARGS + ["--mode", "pynative", "--val_every", "0", "--num_workers", "1"]
 
 
 def write_tiny_imagefolder(root: str, classes: int = 3, train_per_class: int = 8, val_per_class: int = 5,
@@ -60,3 +64,33 @@ def write_fashion_mnist_subset(root: str, train: int, val: int) -> str:
         for i, (img, label) in enumerate(zip(images, labels)):
             Image.fromarray(img, mode="L").save(os.path.join(root, split, f"{label}", f"{i}.png"))
     return root
+
+
+def checkpoint_arrays(path: str) -> dict:
+    """A checkpoint's tensors as numpy arrays, by parameter name (non-tensor entries left out)."""
+    import mindspore as ms
+
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if hasattr(v, "asnumpy")}
+
+
+def copy_tree(src: str, dst) -> str:
+    """A copy of the tree `src` at `dst` (to break it without touching a shared fixture)."""
+    shutil.copytree(src, dst)
+    return str(dst)
+
+
+def without(args: list, flag: str) -> list:
+    """`args` without `flag` and its value."""
+    i = args.index(flag)
+    return args[:i] + args[i + 2:]
+
+
+def jpeg_bytes(size: int = 64) -> bytes:
+    """A valid size x size RGB JPEG file's bytes (noise)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()

@@ -79,6 +79,7 @@ def test_forward_intermediates_equals_backbone_and_features(name):
     assert [m.shape for m in last_two] == [maps[3].shape, maps[4].shape]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)
 def test_backbone_graph_mode_matches_pynative(name):
     model = create_model(name, features_only=True, out_indices=(0, 2, 4))
@@ -160,6 +161,7 @@ def test_ghostnetv3_fused_backbone_builds_directly():
     assert model(_x())[0].shape == (1, 80, 2, 2)
 
 
+@pytest.mark.slow
 def test_backbone_exports_to_mindir(tmp_path):
     model = create_model("ghostnet_050", features_only=True, out_indices=(1, 2, 4))
     _randomize_bn(model.full_model, seed=7)

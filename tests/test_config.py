@@ -64,6 +64,7 @@ def test_recipe_parses_strictly_and_builds_its_model(path):
     assert model.default_cfg["architecture"] == cfg.model
 
 
+@pytest.mark.stack
 def test_unknown_key_names_closest(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model: ghostnet_050\nlerning_rate: 0.1\n")
@@ -74,6 +75,7 @@ def test_unknown_key_names_closest(tmp_path):
         load_yaml(str(path))
 
 
+@pytest.mark.stack
 def test_wrong_type_names_key_and_types(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("batch_size: 12.5\n")
@@ -87,6 +89,7 @@ def test_wrong_type_names_key_and_types(tmp_path):
         load_yaml(str(path))
 
 
+@pytest.mark.stack
 def test_cli_bools_lists_aliases_and_precedence():
     recipe = os.path.join(ROOT, "configs", "ghostnet", "ghostnet_050_ascend.yaml")
     cfg, cli = parse_args(["--config", recipe, "--data_dir", "/data", "--distribute", "False", "--scale", "0.5", "1",
@@ -102,6 +105,7 @@ def test_cli_bools_lists_aliases_and_precedence():
         assert parse_args(["--distribute", flag])[0].distribute is False
 
 
+@pytest.mark.stack
 def test_mindcv_commands_parse_verbatim():
     recipe = "configs/ghostnet/ghostnet_050_ascend.yaml"
     cwd = os.getcwd()

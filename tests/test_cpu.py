@@ -104,6 +104,7 @@ def test_accelerate_without_kernel_warns_and_keeps_convs(tmp_path):
     assert out.stdout.count("no C++ compiler 'no-such-compiler-xyz'") == 1 and "Conv2D" in out.stdout
 
 
+@pytest.mark.stack
 def test_eligibility_is_one_rule():
     assert dw.eligible(conv2d(8, 8, 3, 2, groups=8)) and dw.eligible(conv2d(8, 16, 3, 1, groups=8))
     assert dw.eligible(conv2d(5, 5, (1, 5), groups=5))
@@ -136,6 +137,7 @@ def test_kernel_matches_conv2d(case):
         assert _rel(g, g_ref) < 1e-5  # a sum over the whole batch and plane: float rounding of long sums
 
 
+@pytest.mark.slow
 @needs_kernel
 def test_graph_mode_train_step_matches_conv2d():
     """One SGD step of ghostnet_050 (41 depthwise convs, GRAPH mode) with the kernel and with Conv2D."""
@@ -168,6 +170,7 @@ def test_graph_mode_train_step_matches_conv2d():
     assert worst < 1e-5 * scale, (worst, scale)
 
 
+@pytest.mark.slow
 @needs_kernel
 def test_folded_accelerated_copy_runs_and_plain_model_exports(tmp_path):
     """fuse_bn deep-copies the model (the custom op is shared, the folded bias goes into the kernel); the

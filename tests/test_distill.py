@@ -80,6 +80,7 @@ class ShapeRecordingTeacher(nn.Cell):
 
 # ---- KDLoss ----
 
+@pytest.mark.stack
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 4.5])
 def test_kd_loss_matches_numpy(temperature):
     z_s, z_t = _logits(0), _logits(1)
@@ -175,6 +176,7 @@ def test_with_distill_loss_rejects_bad_arguments():
 
 # ---- one compiled train step: the teacher never changes, the student does ----
 
+@pytest.mark.slow
 def test_graph_train_step_updates_only_the_student():
     ms.set_context(mode=ms.GRAPH_MODE)
     student, teacher = _tiny_ghostnet(), _tiny_ghostnet(drop_rate=0.2)

@@ -26,9 +26,7 @@ import time
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _tiny_data import ROOT  # noqa: E402
+from _tiny_data import ROOT
 
 MSRUN = os.path.join(os.path.dirname(sys.executable), "msrun")
 pytestmark = [pytest.mark.distributed, pytest.mark.slow,  # msrun workers; ~3.5 min for the file on 2 cores

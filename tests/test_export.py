@@ -9,9 +9,9 @@ an absolute error of a few 1e-6 on logits of a few units.
 import importlib.util
 import json
 import os
-import sys
 
 import numpy as np
+import parity_recipe
 import pytest
 
 from mindspore import Tensor
@@ -19,9 +19,6 @@ from mindspore import Tensor
 import mindghost
 from mindghost.models import check_fusion, count_batchnorms, fuse_bn, load_state_dict
 from mindghost.tools.export import main as export_main
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # parity_recipe.py, whatever pytest's import mode
-import parity_recipe  # noqa: E402
 
 RECIPE_SEED = 1
 RTOL = 1e-5
@@ -48,6 +45,8 @@ def test_fuse_bn_is_exact_and_removes_every_bn():
     assert count_batchnorms(model) == 80  # the original is untouched
 
 
+@pytest.mark.slow
+@pytest.mark.stack
 def test_export_mindir_and_onnx_match_mindspore(tmp_path):
     model = _recipe_model()
     ckpt = str(tmp_path / "g.ckpt")
@@ -60,7 +59,7 @@ def test_export_mindir_and_onnx_match_mindspore(tmp_path):
     except ImportError:
         formats = ["mindir"]
     rc = export_main(["--model", "ghostnet_050", "--num_classes", "10", "--ckpt_path", ckpt, "--format", *formats,
-                      "--img_size", "64", "--batch", "2", "--out_dir", str(tmp_path / "out")])
+                      "--image_size", "64", "--batch_size", "2", "--output_dir", str(tmp_path / "out")])
     assert rc == 0
     report = json.load(open(tmp_path / "out" / "ghostnet_050_64_b2.json"))
     assert report["bn_left"] == 0 and report["output_shape"] == [2, 10]
@@ -71,6 +70,7 @@ def test_export_mindir_and_onnx_match_mindspore(tmp_path):
         pytest.importorskip("onnxruntime", reason="onnxruntime not installed: ONNX parity not checked")
 
 
+@pytest.mark.slow
 def test_onnx_parity_with_onnxruntime(tmp_path, monkeypatch):
     """Explicit, visible skip when the optional extra is absent (CI installs it)."""
     pytest.importorskip("onnxruntime", reason="optional extra: pip install onnxruntime")
@@ -98,14 +98,14 @@ def test_export_refuses_random_weights_unless_asked(tmp_path):
     from mindghost.errors import UsageError
 
     with pytest.raises(UsageError) as e:
-        export_main(["--model", "ghostnet_050", "--out_dir", str(tmp_path)])
+        export_main(["--model", "ghostnet_050", "--output_dir", str(tmp_path)])
     assert "random_weights" in str(e.value)
     assert not os.listdir(tmp_path)
 
 
 def test_air_needs_ascend(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        export_main(["--model", "ghostnet_050", "--random_weights", "--format", "air", "--out_dir", str(tmp_path),
+        export_main(["--model", "ghostnet_050", "--random_weights", "--format", "air", "--output_dir", str(tmp_path),
                      "--device", "CPU"])
     assert e.value.code == 2
     assert "Ascend" in capsys.readouterr().err

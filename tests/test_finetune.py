@@ -2,24 +2,15 @@
 --new_classifier, the backbone can be frozen for some epochs or the whole run, and the head can get its own lr.
 PyNative runs (no graph compile); each run is 1-2 tiny epochs at 32 px."""
 import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _tiny_data import load_entry_point, write_tiny_imagefolder  # noqa: E402
-
-from mindghost.models import CheckpointError  # noqa: E402
+from mindghost.models import CheckpointError
 
 ARGS = ["--model", "ghostnet_050", "--num_classes", "3", "--image_size", "32", "--batch_size", "8", "--device", "CPU",
         "--mode", "pynative", "--progress", "False", "--plot", "False", "--lr", "0.05", "--warmup_epochs", "0",
         "--val_every", "0", "--opt", "momentum", "--weight_decay", "1e-4", "--drop_rate", "0"]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return write_tiny_imagefolder(str(tmp_path_factory.mktemp("tiny")))
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +24,6 @@ def five_class_ckpt(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("pre") / "five.ckpt")
     ms.save_checkpoint(create_model("ghostnet_050", num_classes=5), path)
     return path
-
-
-@pytest.fixture(scope="module")
-def train_mod():
-    return load_entry_point("train")
 
 
 def _weights(path):

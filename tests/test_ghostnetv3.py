@@ -1,12 +1,13 @@
 """GhostNetV3: both forms' sizes, fusion that keeps the eval function, parity with timm in both forms, and the
 weight converter for timm's and the authors' names (train form, fused form, and the authors' half-fused files)."""
 import collections
-import os
 import re
-import sys
 
 import numpy as np
+import parity_recipe
 import pytest
+from test_convert import _cli, tensor, write_torch_zip  # noqa: E402  (torch.save emulation, converter CLI)
+from test_parity import ATOL, _eval_graph, _fixture, _torch_state
 
 import mindspore as ms
 from mindspore import Tensor
@@ -21,11 +22,6 @@ from mindghost.models import (
     reparameterize_model,
 )
 from mindghost.tools.profile import count_params
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import parity_recipe  # noqa: E402
-from test_convert import _cli, tensor, write_torch_zip  # noqa: E402  (torch.save emulation, converter CLI)
-from test_parity import ATOL, _eval_graph, _fixture, _torch_state  # noqa: E402
 
 # Trainable parameters at 1000 classes: timm 1.0.31's ghostnetv3_* before and after convert_to_deploy().
 EXPECTED_FUSED_PARAMS = {"ghostnetv3_050": 2_853_176, "ghostnetv3_100": 6_147_588, "ghostnetv3_130": 8_948_296,
@@ -72,7 +68,9 @@ def test_branches_per_site_follow_timm():
     assert not [n for n in names if n.startswith("blocks.2.0.dw_") or n.startswith("blocks.2.0.conv_dw")]
 
 
-@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
+# graph: the fused network after a compiled call (MindSpore keys graphs by a private creation time; mindghost.compat)
+@pytest.mark.parametrize("mode", [pytest.param(ms.GRAPH_MODE, id="graph", marks=pytest.mark.slow),
+                                  pytest.param(ms.PYNATIVE_MODE, id="pynative")])
 def test_reparameterize_keeps_eval_logits(mode):
     """Fuse in place after a compiled call: the next call must run the fused network and give the same logits."""
     ms.set_context(mode=mode)
@@ -106,6 +104,7 @@ def test_reparameterize_model_is_a_noop_without_branches():
     assert list(after) == list(before) and all(np.array_equal(before[k], after[k].asnumpy()) for k in before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["ghostnetv3_050", "ghostnetv3_050_fused"])
 def test_matches_timm(fixture):
     """timm's logits for the recipe weights under timm's names, in the train form and in the fused form."""
@@ -127,6 +126,7 @@ def _authors_names(state):
                                    for k, v in state.items())
 
 
+@pytest.mark.slow
 def test_train_form_weights_fuse_on_load_in_every_naming():
     """The train-form fixture's weights (timm's names; the authors' names in a training-checkpoint wrapper; the
     authors' `reparameterize()` output, which fuses the Ghost modules but keeps each bottleneck's `dw_rpr_*`)

@@ -7,13 +7,10 @@ predict from the checkpoint run in PyNative mode, export and the MINDIR predicti
 """
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _tiny_data import load_entry_point, write_tiny_imagefolder  # noqa: E402
+from _tiny_data import load_entry_point, write_tiny_imagefolder
 
 ARGS = ["--model", "ghostnet_050", "--num_classes", "3", "--in_channels", "1", "--image_size", "32",
         "--batch_size", "8", "--epochs", "1", "--warmup_epochs", "0", "--device", "CPU", "--progress", "False",
@@ -45,6 +42,7 @@ def trained(grey, tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow  # the graph run of the `trained` fixture
 def test_training_runs_on_one_channel_with_the_grey_default_mean(trained, grey_mean_std):
     from mindghost.inference import read_meta
 
@@ -62,6 +60,7 @@ def test_training_runs_on_one_channel_with_the_grey_default_mean(trained, grey_m
     assert stem and stem[0].shape[1] == 1  # the network really takes one channel
 
 
+@pytest.mark.slow  # the graph run of the `trained` fixture
 def test_validate_reads_one_channel_from_the_checkpoint(trained, grey):
     out, _ = trained
     ckpt = os.path.join(out, "checkpoints", "last.ckpt")
@@ -72,6 +71,7 @@ def test_validate_reads_one_channel_from_the_checkpoint(trained, grey):
     assert res["num_samples"] == 12 and res["image_size"] == 32 and np.isfinite(res["loss"])
 
 
+@pytest.mark.slow  # the graph run of the `trained` fixture
 def test_export_json_says_decode_l_and_predict_agrees(trained, grey, grey_mean_std, tmp_path, capsys):
     from mindghost.tools.export import main as export_main
     from mindghost.tools.predict import main as predict_main
@@ -79,7 +79,7 @@ def test_export_json_says_decode_l_and_predict_agrees(trained, grey, grey_mean_s
     out, _ = trained
     ckpt = os.path.join(out, "checkpoints", "last.ckpt")
     assert export_main(["--model", "ghostnet_050", "--ckpt_path", ckpt, "--format", "mindir", "onnx",
-                        "--batch", "4", "--out_dir", str(tmp_path), "--name", "g"]) == 0
+                        "--batch_size", "4", "--output_dir", str(tmp_path), "--name", "g"]) == 0
     report = json.loads((tmp_path / "g.json").read_text())
     pre = report["preprocessing"]
     assert report["input_shape"] == [4, 1, 32, 32] and pre["in_channels"] == 1

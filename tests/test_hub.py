@@ -78,6 +78,7 @@ def _files(folder) -> list:
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
+@pytest.mark.stack
 def test_good_download_is_verified_cached_and_reused_without_network(server, closed_port_url, caplog):
     caplog.set_level(logging.INFO, logger="mindghost")
     path = hub.fetch(_source(server + "/good.bin"), timeout=5)

@@ -7,32 +7,19 @@ teaches does not matter here, only that it is loaded, used and left alone.
 """
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
+from _tiny_data import TINY_TRAIN_ARGS, checkpoint_arrays
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _tiny_data import TINY_TRAIN_ARGS, load_entry_point, write_tiny_imagefolder  # noqa: E402
-
-from mindghost.models import CheckpointError  # noqa: E402
-from mindghost.training.config import ConfigError  # noqa: E402
+from mindghost.models import CheckpointError
+from mindghost.training.config import ConfigError
 
 NUM_CLASSES = 3
 KD_ARGS = TINY_TRAIN_ARGS + [
     "--mode", "graph", "--deterministic", "True", "--epochs", "2", "--ema", "True", "--drop_rate", "0",
     "--val_every", "0", "--teacher", "ghostnet_050", "--kd_temperature", "2", "--kd_weight", "0.7",
     "--label_weight", "0.5"]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return write_tiny_imagefolder(str(tmp_path_factory.mktemp("tiny")))
-
-
-@pytest.fixture(scope="module")
-def train_mod():
-    return load_entry_point("train")
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +31,6 @@ def teacher_ckpt(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("teacher") / "teacher.ckpt")
     ms.save_checkpoint(create_model("ghostnet_050", num_classes=NUM_CLASSES), path)
     return path
-
-
-def _state(path):
-    import mindspore as ms
-
-    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if hasattr(v, "asnumpy")}
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +54,7 @@ def kd_run(tiny, train_mod, teacher_ckpt, tmp_path_factory):
     return out, summary, built[0]
 
 
+@pytest.mark.slow  # the graph runs of `kd_run`
 def test_kd_run_logs_both_loss_parts(kd_run):
     out, summary, _ = kd_run
     assert summary["finished"] and summary["global_step"] == 12
@@ -86,13 +68,14 @@ def test_kd_run_logs_both_loss_parts(kd_run):
     assert "distillation: teacher ghostnet_050" in log and "kd " in log
 
 
+@pytest.mark.slow  # the graph runs of `kd_run`
 def test_checkpoint_holds_the_student_only_and_loads_strictly(kd_run):
     from mindghost import create_model
     from mindghost.models import load_checkpoint
 
     out, _, _ = kd_run
     path = os.path.join(out, "checkpoints", "last.ckpt")
-    state = _state(path)
+    state = checkpoint_arrays(path)
     assert not [k for k in state if "teacher" in k or k.startswith("last_")]
     assert any(k.startswith("ema.") for k in state)
     student = create_model("ghostnet_050", num_classes=NUM_CLASSES)
@@ -102,9 +85,10 @@ def test_checkpoint_holds_the_student_only_and_loads_strictly(kd_run):
     assert {k[len("ema."):] for k in state if k.startswith("ema.")} == names  # EMA tracks the student, all of it
 
 
+@pytest.mark.slow  # the graph runs of `kd_run`
 def test_teacher_is_unchanged_after_training(kd_run, teacher_ckpt):
     _, _, teacher = kd_run
-    saved = _state(teacher_ckpt)
+    saved = checkpoint_arrays(teacher_ckpt)
     params = {p.name[len("teacher."):]: p.asnumpy() for p in teacher.get_parameters()}
     assert all(p.name.startswith("teacher.") for p in teacher.get_parameters())
     assert params.keys() == saved.keys() and any(k.endswith("moving_mean") for k in params)
@@ -112,6 +96,7 @@ def test_teacher_is_unchanged_after_training(kd_run, teacher_ckpt):
         np.testing.assert_array_equal(params[k], v, err_msg=k)
 
 
+@pytest.mark.slow  # the graph runs of `kd_run`
 def test_kd_resume_reproduces_the_uninterrupted_run(kd_run, tiny, train_mod, teacher_ckpt, tmp_path):
     full = kd_run[0]
     args = KD_ARGS + ["--data_dir", tiny, "--teacher_ckpt", teacher_ckpt, "--output_dir", str(tmp_path / "part")]
@@ -119,8 +104,8 @@ def test_kd_resume_reproduces_the_uninterrupted_run(kd_run, tiny, train_mod, tea
     assert not stopped["finished"] and stopped["global_step"] == 9
     resumed = train_mod.main(args)
     assert resumed["finished"] and resumed["global_step"] == 12
-    a = _state(os.path.join(full, "checkpoints", "last.ckpt"))
-    b = _state(str(tmp_path / "part" / "checkpoints" / "last.ckpt"))
+    a = checkpoint_arrays(os.path.join(full, "checkpoints", "last.ckpt"))
+    b = checkpoint_arrays(str(tmp_path / "part" / "checkpoints" / "last.ckpt"))
     assert set(a) == set(b)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -165,6 +150,7 @@ def test_kd_values_are_checked_by_the_config(flags, match, capsys):
 
 @pytest.mark.slow
 @pytest.mark.distributed
+@pytest.mark.stack  # the fast tier's msrun run: 2 CPU workers
 def test_kd_run_under_msrun(tiny, teacher_ckpt, tmp_path):
     """2 CPU workers, each building its own teacher: exits 0, rank 0 writes a student-only checkpoint."""
     from test_distributed import MSRUN, finish, msrun
@@ -174,7 +160,7 @@ def test_kd_run_under_msrun(tiny, teacher_ckpt, tmp_path):
     args = KD_ARGS + ["--data_dir", tiny, "--teacher_ckpt", teacher_ckpt, "--output_dir", str(tmp_path / "run"),
                       "--epochs", "1"]
     finish(msrun(str(tmp_path / "log"), args), "msrun KD run")
-    state = _state(str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
+    state = checkpoint_arrays(str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
     assert state and not [k for k in state if "teacher" in k]
     metrics = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert json.load(open(tmp_path / "run" / "summary.json"))["devices"] == 2

@@ -54,6 +54,7 @@ ALL_MODELS = mindghost.list_models()
 SMALL_INPUT = (2, 3, 64, 64)
 
 
+@pytest.mark.stack
 def test_registry_lists_every_family():
     assert fnmatch.filter(ALL_MODELS, "ghostnet_*") == ["ghostnet_050", "ghostnet_100", "ghostnet_130"]
     assert mindghost.list_models("ghost*") == sorted(mindghost.list_models("ghost*"))
@@ -97,7 +98,8 @@ def test_macs_match_reference(name):
     assert abs(macs - EXPECTED_MACS[name]) <= 0.01 * EXPECTED_MACS[name], macs
 
 
-@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE], ids=["pynative", "graph"])
+@pytest.mark.parametrize("mode", [pytest.param(ms.PYNATIVE_MODE, id="pynative", marks=pytest.mark.stack),
+                                  pytest.param(ms.GRAPH_MODE, id="graph", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_forward_shape_and_face(name, mode):
     ms.set_context(mode=mode)

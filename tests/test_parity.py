@@ -7,10 +7,10 @@ run: a wrong name mapping, layer or padding shows up as a logit mismatch.
 """
 import json
 import os
-import sys
 from typing import Dict
 
 import numpy as np
+import parity_recipe
 import pytest
 
 import mindspore as ms
@@ -18,9 +18,6 @@ from mindspore import Tensor, nn
 
 from mindghost.cpu import accelerate
 from mindghost.models import create_model, ghostnet, ghostnetv2, load_state_dict
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # parity_recipe.py, whatever pytest's import mode
-import parity_recipe  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 FILTER_FNS = {"ghostnet_050": ghostnet.checkpoint_filter_fn, "ghostnetv2_100": ghostnetv2.checkpoint_filter_fn}
@@ -46,6 +43,7 @@ def _eval_graph(model: nn.Cell, x: np.ndarray) -> np.ndarray:
     return model(Tensor(x)).asnumpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FILTER_FNS))
 def test_matches_timm(name: str) -> None:
     fx = _fixture(name)
@@ -75,6 +73,7 @@ def test_ghostnetv2_filter_fn_reads_official_layouts() -> None:
         assert set(ghostnetv2.checkpoint_filter_fn(layout, model)) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(7, 7), (14, 14), (9, 11), (5, 6), (3, 3)])
 def test_dfc_upsample_is_torch_nearest(size) -> None:
     """GhostModuleV2's gate upsample must read index floor(i · in / out), PyTorch's `nearest` with `size=`."""
@@ -92,6 +91,7 @@ def test_dfc_upsample_is_torch_nearest(size) -> None:
     np.testing.assert_array_equal(out, gate[:, :, rows][:, :, :, cols])
 
 
+@pytest.mark.slow
 def test_matches_mindcv_ghostnet() -> None:
     """MindCV's ghostnet_050 and ours share parameter names; with the same weights they give the same logits."""
     from mindcv.models import create_model as mindcv_create_model

@@ -8,22 +8,19 @@ import collections
 import logging
 import os
 import socket
-import sys
 from http.server import BaseHTTPRequestHandler
 
 import numpy as np
+import parity_recipe
 import pytest
-from _loopback import isolate, serve  # noqa: E402
+from _loopback import isolate, serve
+from test_convert import _cli, _to_torch_name, tensor, write_torch_zip  # noqa: E402  (torch.save emulation)
 
 import mindspore as ms
 
 from mindghost import hub
 from mindghost.hub import PretrainedError, WeightSource
 from mindghost.models import CheckpointError, create_model, get_default_cfg, load_checkpoint, load_state_dict
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import parity_recipe  # noqa: E402
-from test_convert import _cli, _to_torch_name, tensor, write_torch_zip  # noqa: E402  (torch.save emulation)
 
 TINY = {"width": 0.25}
 FILES = {}  # served path -> bytes

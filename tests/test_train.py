@@ -5,31 +5,12 @@ the resume check runs in PyNative mode (same train-step cell, no compile).
 """
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _tiny_data import (  # noqa: E402
-    FASHION_MNIST,
-    TINY_TRAIN_ARGS,
-    load_entry_point,
-    write_fashion_mnist_subset,
-    write_tiny_imagefolder,
-)
+from _tiny_data import FASHION_MNIST, TINY_TRAIN_ARGS, checkpoint_arrays, write_fashion_mnist_subset
 
 COMMON = TINY_TRAIN_ARGS + ["--label_smoothing", "0.1"]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return write_tiny_imagefolder(str(tmp_path_factory.mktemp("tiny")))
-
-
-@pytest.fixture(scope="module")
-def train_mod():
-    return load_entry_point("train")
 
 
 # deterministic graph mode, EMA and momentum state: the uninterrupted reference run for the resume test
@@ -44,12 +25,8 @@ def graph_run(tiny, train_mod, tmp_path_factory):
     return out, summary
 
 
-def _state(path):
-    import mindspore as ms
-
-    return {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items() if hasattr(v, "asnumpy")}
-
-
+@pytest.mark.slow
+@pytest.mark.stack
 def test_graph_mode_run_writes_a_complete_run_dir(graph_run):
     out, summary = graph_run
     assert summary["finished"] and summary["global_step"] == 12  # 2 epochs x 24 images / batch 4
@@ -64,13 +41,15 @@ def test_graph_mode_run_writes_a_complete_run_dir(graph_run):
     assert summary["best"]["key"] == "val_ema_top1"  # best tracked on EMA weights when ema is on
 
 
+@pytest.mark.slow
+@pytest.mark.stack
 def test_checkpoint_describes_itself_and_loads_for_inference(graph_run):
     from mindghost import create_model
     from mindghost.models import load_checkpoint
 
     out, _ = graph_run
     path = os.path.join(out, "checkpoints", "last.ckpt")
-    state = _state(path)
+    state = checkpoint_arrays(path)
     assert any(k.startswith("moments.") for k in state) and any(k.startswith("ema.") for k in state)
     assert "global_step" in state
     model = create_model("ghostnet_050", num_classes=3)
@@ -79,12 +58,15 @@ def test_checkpoint_describes_itself_and_loads_for_inference(graph_run):
     load_checkpoint(model, path, ema=True)
 
 
+@pytest.mark.slow  # the graph run of its fixture
 def test_finished_run_dir_is_not_overwritten(graph_run, tiny, train_mod):
     out, _ = graph_run
     with pytest.raises(FileExistsError, match="finished run"):
         train_mod.main(COMMON + ["--data_dir", tiny, "--output_dir", out, "--epochs", "1"])
 
 
+@pytest.mark.slow
+@pytest.mark.stack
 def test_resume_reproduces_the_uninterrupted_run(graph_run, tiny, train_mod, tmp_path):
     """Deterministic mode: 2 epochs x 6 steps straight vs. stop after 9 steps (mid-epoch) + automatic resume.
     (Validation does not touch the weights, so the interrupted run skips it to save graph compiles.)"""
@@ -94,8 +76,8 @@ def test_resume_reproduces_the_uninterrupted_run(graph_run, tiny, train_mod, tmp
     assert not stopped["finished"] and stopped["global_step"] == 9
     resumed = train_mod.main(args + ["--output_dir", part])  # finds checkpoints/last.ckpt and continues
     assert resumed["finished"] and resumed["global_step"] == 12
-    a = _state(os.path.join(full, "checkpoints", "last.ckpt"))
-    b = _state(os.path.join(part, "checkpoints", "last.ckpt"))
+    a = checkpoint_arrays(os.path.join(full, "checkpoints", "last.ckpt"))
+    b = checkpoint_arrays(os.path.join(part, "checkpoints", "last.ckpt"))
     assert set(a) == set(b)
     assert len(os.listdir(os.path.join(part, "checkpoints"))) >= 3  # mid-epoch, epoch 2, last
     for k in a:

@@ -1,15 +1,12 @@
 """validate.py in process (PyNative: no graph compile): exact sample count, JSON output, clear errors."""
 import json
 import os
-import sys
 
 import pytest
+from _tiny_data import write_tiny_imagefolder
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _tiny_data import load_entry_point, write_tiny_imagefolder  # noqa: E402
-
-from mindghost.models import CheckpointError  # noqa: E402
-from mindghost.training.config import ConfigError  # noqa: E402
+from mindghost.models import CheckpointError
+from mindghost.training.config import ConfigError
 
 ARGS = ["--model", "ghostnet_050", "--num_classes", "3", "--image_size", "32", "--device", "CPU",
         "--mode", "pynative", "--progress", "False"]
@@ -38,11 +35,7 @@ def setup(tmp_path_factory):
     return {"data": data, "plain": plain, "ema": with_ema, "five": five, "out": str(root / "out")}
 
 
-@pytest.fixture(scope="module")
-def validate_mod():
-    return load_entry_point("validate")
-
-
+@pytest.mark.stack
 def test_every_sample_counted_once_and_json_written(setup, validate_mod):
     res = validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["plain"], "--batch_size", "4",
                                     "--output_dir", setup["out"]])
@@ -54,6 +47,7 @@ def test_every_sample_counted_once_and_json_written(setup, validate_mod):
     assert whole["top1"] == res["top1"] and abs(whole["loss"] - res["loss"]) < 1e-4  # padding changes nothing
 
 
+@pytest.mark.stack
 def test_ema_weights_and_meta(setup, validate_mod):
     res = validate_mod.main(ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["ema"], "--ema", "True",
                                     "--batch_size", "8", "--output_dir", setup["out"]])
@@ -80,7 +74,7 @@ def test_bn_folding_on_cpu_changes_no_result(setup, validate_mod):
     common = ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["plain"], "--batch_size", "8",
                      "--output_dir", setup["out"]]
     folded = validate_mod.main(common)  # fuse_bn auto: on, since the device is CPU
-    kept = validate_mod.main(common + ["--fuse_bn", "off"])
+    kept = validate_mod.main(common + ["--fuse_bn", "false"])
     assert folded["bn_folded"] > 0 and kept["bn_folded"] == 0
     assert folded["top1"] == kept["top1"] and folded["top5"] == kept["top5"]
     assert abs(folded["loss"] - kept["loss"]) < 1e-5 * max(1.0, abs(kept["loss"]))
@@ -144,7 +138,7 @@ def test_ghostnetv3_train_form_checkpoint_validates_fused(tmp_path, validate_mod
     ms.save_checkpoint(model, ckpt)
     args = ["--model", "ghostnetv3_050", "--num_classes", "3", "--image_size", "64", "--device", "CPU",
             "--mode", "pynative", "--progress", "False", "--data_dir", data, "--ckpt_path", ckpt,
-            "--batch_size", "15", "--output_dir", str(tmp_path / "out"), "--fuse_bn", "off"]
+            "--batch_size", "15", "--output_dir", str(tmp_path / "out"), "--fuse_bn", "false"]
     res = validate_mod.main(args)
     assert res["reparameterized"] and not model.reparameterized
 

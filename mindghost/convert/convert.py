@@ -46,7 +46,7 @@ def convert(model_name: str, src: str, out: str, num_classes: Optional[int] = No
     if new_classifier and num_classes is None:
         raise ConvertError("--new_classifier needs --num_classes N (the class count of the new classifier)")
     if os.path.exists(out) and not force:
-        raise ConvertError(f"'{out}' already exists; pass --force to overwrite it")
+        raise ConvertError(f"'{out}' already exists; pass --overwrite to overwrite it")
     if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         raise ConvertError(f"the directory of --out does not exist: '{os.path.dirname(os.path.abspath(out))}'")
 
@@ -92,18 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="convert_weights",
         description="Convert PyTorch (.pth/.pth.tar/.pt/.bin) or MindCV (.ckpt) weights into a mindghost .ckpt. "
                     "PyTorch files are read without torch and without executing pickled code.")
+    from ..cli import add_args
+
     parser.add_argument("--model", required=True, help="registered model name, e.g. ghostnet_100")
     parser.add_argument("--src", required=True, help="source checkpoint")
-    parser.add_argument("--out", required=True, help="output MindSpore checkpoint (.ckpt)")
-    parser.add_argument("--num_classes", type=int, default=None,
-                        help="classifier size of the source weights (default: the model's, 1000 for ImageNet); with "
-                             "--new_classifier, the size of the new classifier")
-    parser.add_argument("--ema", action="store_true",
-                        help="take the EMA weights (state_dict_ema in timm checkpoints, ema.* in mindghost ones)")
-    parser.add_argument("--new_classifier", action="store_true",
-                        help="fine-tuning start: take everything but the classifier from --src, and give the output a "
-                             "fresh classifier of --num_classes outputs (the dropped keys are logged)")
-    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_args(parser, "out", "num_classes", "ema", "new_classifier", "overwrite", defaults={"num_classes": None},
+             out={"required": True},
+             helps={"out": "output MindSpore checkpoint (.ckpt)",
+                    "num_classes": "classifier size of the source weights (default: the model's, 1000 for ImageNet); "
+                                   "with --new_classifier, the size of the new classifier",
+                    "ema": "take the EMA weights (state_dict_ema in timm checkpoints, ema.* in mindghost ones)",
+                    "new_classifier": "fine-tuning start: take everything but the classifier from --src, and give "
+                                      "the output a fresh classifier of --num_classes outputs (the dropped keys are "
+                                      "logged)",
+                    "overwrite": "overwrite --out if it exists"})
     return parser
 
 
@@ -112,7 +114,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     on any expected failure."""
     args = build_parser().parse_args(argv)
     try:
-        meta = convert(args.model, args.src, args.out, num_classes=args.num_classes, ema=args.ema, force=args.force,
+        meta = convert(args.model, args.src, args.out, num_classes=args.num_classes, ema=args.ema, force=args.overwrite,
                        new_classifier=args.new_classifier)
     except (CheckpointError, ConvertError, ValueError, OSError, RuntimeError) as e:
         if os.environ.get("MINDGHOST_TRACEBACK"):

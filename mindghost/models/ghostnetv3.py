@@ -285,7 +285,15 @@ class GhostNetV3(GhostNet):
         dw_size: int = 3,
         num_branches: int = NUM_BRANCHES,
         reparameterized: bool = False,
+        cheap_op: str = "dw",
     ) -> None:
+        """`cheap_op` is accepted for the family's common signature, and only as `dw`: V3's cheap operation is a
+        sum of re-parameterisable depthwise conv branches that fold into one d×d depthwise conv; the other cheap
+        operations (`layers.CHEAP_OPS`) have no such branches (use ghostnet_* or ghostnetv2_* for them)."""
+        if cheap_op != "dw":
+            raise ValueError(f"GhostNetV3 supports cheap_op 'dw' only (its re-parameterised branches are depthwise "
+                             f"convs), got {cheap_op!r}; the other cheap operations are on ghostnet_* and ghostnetv2_*")
+
         def block_fn(index: int, in_chs: int, mid_chs: int, out_chs: int, spec: BlockSpec) -> nn.Cell:
             return GhostBottleneckV3(in_chs, mid_chs, out_chs, spec.kernel, spec.stride, spec.se_ratio,
                                      attn=index >= attn_from, ratio=ratio, dw_size=dw_size,

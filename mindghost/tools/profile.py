@@ -5,7 +5,7 @@ convention of the GhostNet papers and of thop: BN, activations, pooling and adds
 into the preceding convolution at inference).
 
     python -m mindghost.tools.profile                      # markdown table of every registered model
-    python -m mindghost.tools.profile --models 'ghostnet_*' --img_size 224
+    python -m mindghost.tools.profile --models 'ghostnet_*' --image_size 224
     python -m mindghost.tools.profile --update_readme README.md   # rewrite the table between the markers
 
 The README's table is this output (tests/test_readme.py checks it against the registry), so a new model
@@ -111,18 +111,26 @@ def update_readme(path: str, table: str) -> bool:
     return new != text
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    from ..cli import add_args
+
     parser = argparse.ArgumentParser(prog="python -m mindghost.tools.profile",
                                      description="Print parameter and MAC counts of registered models.")
     parser.add_argument("--models", default="*", help="shell-style pattern over registered names (default: all)")
-    parser.add_argument("--img_size", type=int, default=None, help="input resolution (default: the model's cfg)")
-    parser.add_argument("--json", default="", help="also write the rows to this JSON file")
+    add_args(parser, "image_size", "json", defaults={"image_size": None},
+             helps={"image_size": "input resolution (default: the model's cfg)",
+                    "json": "also write the rows to this JSON file"})
     parser.add_argument("--update_readme", default="", metavar="README",
                         help="write the table between the model-table markers of this file (all models only)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.update_readme and (args.models != "*" or args.img_size):
+    if args.update_readme and (args.models != "*" or args.image_size):
         parser.error("--update_readme writes the table of every model at its own input size: "
-                     "drop --models and --img_size")
+                     "drop --models and --image_size")
     from ..runtime import prepare_environment
 
     prepare_environment("auto")  # before MindSpore loads: the CPU fast path
@@ -131,7 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     names = list_models(args.models)
     if not names:
         parser.error(f"no registered model matches '{args.models}'; see mindghost.list_models()")
-    rows = profile(names, args.img_size)
+    rows = profile(names, args.image_size)
     table = markdown_table(rows)
     print(table)
     if args.json:

@@ -71,6 +71,14 @@ class TrainState:
     improved: bool = False  # the epoch just finished set a new best
     finished: bool = False
     train_time: float = 0.0
+    # timings for steady-state speed (mindghost.tools.reproduce): [batches, seconds] between consecutive loss
+    # reads of the epoch, from its first step on (each read waits for the device, so an interval holds whole
+    # steps), and the seconds of this process's first step (the graph compile, measured around it; None until then)
+    intervals: List[List[float]] = field(default_factory=list)
+    compile_s: Optional[float] = None
+    compile_recorded: bool = False  # compile_s went into an epoch's metrics already
+    t_read: Optional[float] = None  # when the loss was last read (None: not yet in this epoch)
+    step_read: int = 0  # `step` at that read
 
     @property
     def first_step_of_process(self) -> bool:
@@ -157,6 +165,8 @@ class Loop:
         state.epoch_loss_parts = {k: [] for k in self.loss_parts}
         state.skipped_epoch_start = state.skipped
         state.t_epoch = time.time()
+        state.intervals, state.t_read = [], None
+        t_before = time.time()
         if self.use_sink and skip == 0:
             batches = _sink_batches(self.train_step, loader, state.steps_per_epoch, cfg.log_every)
         else:
@@ -168,8 +178,14 @@ class Loop:
             state.batch = batch
             state.speed.add(self.global_batch * new_batches)
             state.at_log_point = self.use_sink or batch % cfg.log_every == 0 or batch == state.steps_per_epoch
+            if state.t_read is None:  # wait for the epoch's first step: the intervals start after it
+                loss.asnumpy()
+                if state.compile_s is None:  # the process's first step: its time is the graph compile (+ one step)
+                    state.compile_s = time.time() - t_before
+                state.t_read, state.step_read = time.time(), state.step
             if state.at_log_point:
                 self._read(loss, state)
+                self._time_interval(state)
             elif self.counts_skips and (state.step - state.start_step) % self.stall_steps == 0:
                 self._read_counters(state)
             state.epoch_done, state.batch_done = state.epoch, batch
@@ -201,6 +217,14 @@ class Loop:
         raise TrainingDiverged(
             f"loss is {value} at {where}: training stopped. {kept} Lower --lr (or add --warmup_epochs / "
             f"--clip_grad_norm), then resume" + (f" with --resume {last}." if os.path.isfile(last) else "."))
+
+    @staticmethod
+    def _time_interval(state: TrainState) -> None:
+        """Record the batches and seconds since the previous loss read of this epoch (the loss was just read)."""
+        now = time.time()
+        if state.t_read is not None and state.step > state.step_read:
+            state.intervals.append([state.step - state.step_read, round(now - state.t_read, 6)])
+        state.t_read, state.step_read = now, state.step
 
     def _read_counters(self, state: TrainState) -> None:
         """Applied updates (and so the lr) and skipped steps, from the device; stop a run that trains on nothing."""
@@ -241,7 +265,11 @@ class Loop:
             "lr": state.lr, "img_per_s": state.speed.rate(), "updates": state.updates,
             "skipped_steps": state.epoch_skipped,
             "epoch_time": time.time() - state.t_epoch, "time": elapsed_total,
+            "step_intervals": state.intervals,
         }
+        if state.compile_s is not None and not state.compile_recorded:
+            state.metrics["compile_s"] = state.compile_s
+            state.compile_recorded = True
         if self.evaluator is not None and self.evaluator.due(state.epoch + 1, state.epochs):
             state.metrics.update(self.evaluator.run())
         value = state.metrics.get(self.best_key)
