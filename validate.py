@@ -85,12 +85,18 @@ def build_data(cfg, setup):
     """The eval loader of the val split with the setup's preprocessing, after checking the split (its class
     folders must number the model's classes); and the number of images evaluated."""
     from mindghost.data import build_eval_loader, check_dataset
+    from mindghost.training.logs import LOG
     from mindghost.training.plan import raise_problems
 
-    data, problems = check_dataset(cfg, train=False, val=True)
+    # class names compared with the checkpoint's, a subset evaluated by name
+    data, problems = check_dataset(cfg, train=False, val=True, class_names=setup.class_names,
+                                   names_source=f"'{cfg.ckpt_path}'" if cfg.ckpt_path else "the published weights")
     raise_problems(problems)
+    for note in data.notes():
+        LOG.info(note)
     num_images = min(data.val_images, cfg.val_samples) if cfg.val_samples else data.val_images
-    return build_eval_loader(cfg, setup.preprocessing(), cfg.resolved_eval_batch_size()), num_images
+    return build_eval_loader(cfg, setup.preprocessing(), cfg.resolved_eval_batch_size(),
+                             class_indexing=data.val_class_indexing), num_images
 
 
 def build_model(cfg, source, device: str):

@@ -147,4 +147,4 @@ def test_header_scan_reads_headers_not_pixels(tmp_path, monkeypatch):
     good, bad = checks.scan_class_folder(str(d))
     assert (good, bad) == (20, [])
     assert len(jpg) > 20 * (12 + checks._TAIL)
-    assert sum(read_bytes) <= 20 * (12 + checks._TAIL), sum(read_bytes)
+    assert sum(read_bytes) <= 20 * (checks._HEAD + checks._TAIL), sum(read_bytes)

@@ -40,6 +40,12 @@ def find_images(inputs: Sequence[str]) -> List[str]:
         if os.path.isdir(item):
             matches = sorted(os.path.join(root, f) for root, _, files in os.walk(item) for f in files
                              if f.lower().endswith(IMG_EXTENSIONS))
+            others = [p for p in matches if not os.path.isfile(p)]  # sockets, pipes, dangling links
+            if others:
+                print(f"note: left out {len(others)} entr{'y' if len(others) == 1 else 'ies'} under '{item}' with an "
+                      f"image name that are not files: {', '.join(others[:3])}{' ...' if len(others) > 3 else ''}",
+                      file=sys.stderr)
+                matches = [p for p in matches if os.path.isfile(p)]
             if not matches:
                 raise UsageError(f"no images ({', '.join(IMG_EXTENSIONS)}) under the folder '{item}'")
         elif os.path.isfile(item):

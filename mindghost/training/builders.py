@@ -186,13 +186,15 @@ def training_meta(plan: RunPlan):
 
 def build_callbacks(plan: RunPlan, train_step) -> CallbackList:
     """Progress lines, checkpoints and metrics files: rank 0's jobs (the one place the rank decides them)."""
+    from ..data.guard import BadImageMonitor
     from .checkpoint import CheckpointManager
 
     cfg = plan.cfg
     if not plan.replica.is_main:
-        return CallbackList([])
+        return CallbackList([BadImageMonitor()])
     manager = CheckpointManager(plan.run.ckpt_dir, cfg.keep_checkpoint_max)
     return CallbackList([
+        BadImageMonitor(),  # first: its epoch count goes into the metrics the others write
         Checkpointer(manager, train_step, cfg.save_every, training_meta(plan)),
         ProgressLogger(cfg.log_every, show_progress_bars(cfg.progress, plan.replica.is_main)),
         MetricsWriter(plan.run.directory, cfg.plot),
@@ -215,7 +217,8 @@ def build_evaluator(plan: RunPlan, model, train_step):
         sharded = {"reduce": D.allreduce_sum, "sync": lambda: D.sync_from_rank0(buffers, replica.rank)}
 
     def make_loader():
-        return build_eval_loader(cfg, pre, rank=replica.rank, group_size=replica.size)
+        return build_eval_loader(cfg, pre, rank=replica.rank, group_size=replica.size,
+                                 class_indexing=plan.data.val_class_indexing)
 
     return PeriodicEvaluator(EvalNet(model), make_loader, cfg.resolved_eval_batch_size(), cfg.val_every, train_step,
                              show_progress_bars(cfg.progress, replica.is_main), plan.val_images,
@@ -240,6 +243,7 @@ def build_loop(plan: RunPlan, model, train_step, schedule: LrSchedule) -> Loop:
 
 def finish(plan: RunPlan, model, state: TrainState) -> Dict[str, Any]:
     """Check the replicas agree (msrun), then the summary (summary.json on rank 0 when the run finished)."""
+    from ..data.guard import bad_image_summary
     from .callbacks import read_metrics
 
     run, replica = plan.run, plan.replica
@@ -251,7 +255,7 @@ def finish(plan: RunPlan, model, state: TrainState) -> Dict[str, Any]:
         "best_checkpoint": os.path.join(run.ckpt_dir, "best.ckpt") if state.best else None,
         "last_checkpoint": os.path.join(run.ckpt_dir, LAST),
         "devices": replica.size, "global_batch": plan.global_batch,
-        "updates": state.updates, "skipped_steps": state.skipped,
+        "updates": state.updates, "skipped_steps": state.skipped, "bad_images": bad_image_summary(),
     }
     if replica.size > 1:  # every replica must hold rank 0's weights (what was saved)
         from .distributed import replica_divergence

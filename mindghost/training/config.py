@@ -86,6 +86,12 @@ class Config:
     drop_remainder: bool = _f(True, "drop the last incomplete training batch")
     train_samples: int = _f(0, "train on N images per epoch (a random subset each epoch when shuffling); 0 = all")
     val_samples: int = _f(0, "use only the first N validation images; 0 = all")
+    verify_images: bool = _f(False, "decode every image once before starting (parallel; good files are remembered, "
+                             "so later runs decode only new ones): finds damaged JPEG bodies the header scan passes")
+    max_bad_images: int = _f(50, "training images that fail to decode are skipped with a warning (and counted); "
+                             "more distinct bad files than this stop the run (0 = the first one stops it)")
+    max_consecutive_bad_images: int = _f(10, "this many decode failures in a row stop the run (a broken disk or "
+                                         "mount rather than a few bad files)")
     dataset_download: bool = _f(False, "MindCV compatibility; must be False (ImageNet cannot be downloaded)")
     # --- augmentation (train) and preprocessing (eval)
     image_size: int = _f(224, "train crop size; eval crop size too unless eval_image_size is set")
@@ -379,6 +385,9 @@ def config_problems(cfg: Config) -> List[str]:
                         "pretrained: True) too")
     if cfg.pretrained_dir and not cfg.pretrained:
         problems.append("'pretrained_dir' is searched for published weights: it needs 'pretrained: True'")
+    for key in ("max_bad_images", "max_consecutive_bad_images"):
+        if getattr(cfg, key) < (0 if key == "max_bad_images" else 1):
+            problems.append(f"'{key}' must be >= {0 if key == 'max_bad_images' else 1}, got {getattr(cfg, key)}")
     if cfg.freeze_backbone < -1:
         problems.append(f"'freeze_backbone' is a number of epochs (or -1 for the whole run), got {cfg.freeze_backbone}")
     if cfg.head_lr_scale <= 0:

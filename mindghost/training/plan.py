@@ -102,8 +102,12 @@ def make_plan(cfg: Config, device: str, replica: Replica) -> RunPlan:
         run = plan_run_dir(cfg)
     except FileExistsError as e:
         problems.append(e)
-    data, data_problems = check_dataset(cfg, train=True, val=cfg.val_every > 0)
+    names, names_source = trained_class_names(cfg, run)
+    data, data_problems = check_dataset(cfg, train=True, val=cfg.val_every > 0, class_names=names,
+                                        names_source=names_source)
     problems += data_problems
+    for line in data.notes():
+        LOG.info(line)
     if not data_problems and (cfg.mixup > 0 or cfg.cutmix > 0) and not cfg.drop_remainder:
         per_device = -(-(cfg.train_samples or data.train_images) // replica.size)
         if per_device % cfg.batch_size % 2:
@@ -137,6 +141,23 @@ def make_plan(cfg: Config, device: str, replica: Replica) -> RunPlan:
             problems.append(e)
     raise_problems(problems)
     return RunPlan(cfg, device, replica, run, data, pre, amp, make_loader, steps, remap, teacher)
+
+
+def trained_class_names(cfg: Config, run: Optional[Run]):
+    """(class names, their source) the weights a run starts from were trained on: the resumed checkpoint's, else
+    ckpt_path's when its classifier is kept; (None, "") when they record none or the classifier is new."""
+    from ..inference import CLASS_NAMES_KEY, read_meta
+
+    path = run.resume_from if run is not None and run.resume_from else ""
+    if not path and cfg.ckpt_path and not cfg.new_classifier:
+        path = cfg.ckpt_path
+    if not path:
+        return None, ""
+    try:
+        names = (read_meta(path, "--resume" if path != cfg.ckpt_path else "--ckpt_path") or {}).get(CLASS_NAMES_KEY)
+    except (OSError, ValueError, RuntimeError):  # an unreadable file is reported by the resume / load checks
+        return None, ""
+    return (tuple(str(n) for n in names), f"'{path}'") if names else (None, "")
 
 
 def plan_teacher(cfg: Config):
