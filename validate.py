@@ -1,5 +1,7 @@
 #!/usr/bin/env python
 """Evaluate a checkpoint (mindghost, MindCV, or converted official weights) on an ImageFolder val split.
+An exported `.onnx` file (fp32, or INT8 from mindghost.tools.quantize) is evaluated the same way in onnxruntime,
+with the preprocessing and classes of the `.json` written beside it (mindghost.deploy.onnx).
 
     python validate.py -c configs/ghostnet/ghostnet_100_ascend.yaml --data_dir /path/to/imagenet \
         --ckpt_path /path/to/ckpt [--ema True]
@@ -42,6 +44,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
             LOG.info(note)
     if cfg.distribute:
         LOG.info("validate.py runs in one process; 'distribute' is ignored")
+    if cfg.ckpt_path.endswith(".onnx"):  # an exported or INT8 graph, run in onnxruntime with its export JSON
+        from mindghost.deploy.onnx import validate_onnx
+
+        return validate_onnx(cfg, {**recipe, **cli}, LOG)
     if cfg.pretrained:  # the published file, fetched (or found in pretrained_dir / the cache) like train.py does
         from mindghost.hub import fetch_pretrained
 

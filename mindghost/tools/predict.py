@@ -1,4 +1,4 @@
-"""Classify images with a checkpoint or an exported MINDIR file: top-k class names and probabilities.
+"""Classify images with a checkpoint or an exported MINDIR / ONNX file: top-k class names and probabilities.
 
     python -m mindghost.tools.predict --ckpt_path runs/x/checkpoints/best.ckpt photos/ extra/*.jpg --top_k 3 \
         --out predictions.csv
@@ -9,7 +9,8 @@ crop_pct, center crop, normalize; a grey-scale model (in_channels 1) gets each i
 colour file), with the values the checkpoint recorded at training time (image size, crop_pct, interpolation,
 mean/std; the model's default cfg where it records none); `--image_size` and the other
 preprocessing flags override them with a warning. `--mindir FILE` runs an exported graph instead, with the
-preprocessing, class count and class names of the `<name>.json` export wrote next to it.
+preprocessing, class count and class names of the `<name>.json` export wrote next to it; `--onnx FILE` runs an
+exported or INT8 (mindghost.tools.quantize) ONNX file in onnxruntime the same way.
 Class names: the checkpoint's `class_names` (written by training), else `--class_names FILE` (one per line,
 or a JSON list), else class indices.
 
@@ -164,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt_path", default="", help="checkpoint file (mindghost, MindCV, .safetensors or .pth)")
     p.add_argument("--mindir", default="", help="an exported MINDIR file instead of --ckpt_path (preprocessing from "
                    "the <name>.json export wrote next to it)")
+    p.add_argument("--onnx", default="", help="an exported or INT8 .onnx file instead (run in onnxruntime; "
+                   "preprocessing from the .json beside it, as for --mindir)")
     p.add_argument("--model", default=None, help="registered model name (default: the one the checkpoint records)")
     p.add_argument("--ema", action="store_true", help="use the EMA weights of a mindghost training checkpoint")
     p.add_argument("--num_classes", type=int, default=None, help="classifier size (default: the checkpoint's)")
@@ -188,8 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if bool(args.ckpt_path) == bool(args.mindir):
-        parser.error("pass exactly one of --ckpt_path (a checkpoint) and --mindir (an exported MINDIR file)")
+    if bool(args.ckpt_path) + bool(args.mindir) + bool(args.onnx) != 1:
+        parser.error("pass exactly one of --ckpt_path (a checkpoint), --mindir (an exported MINDIR file) and --onnx "
+                     "(an exported .onnx file)")
+    onnx_file = bool(args.onnx)
+    args.mindir = args.mindir or args.onnx  # an exported graph with its export JSON either way
     if args.top_k < 1 or (args.batch is not None and args.batch < 1):
         parser.error("--top_k and --batch must be >= 1")
     if args.out and not args.out.lower().endswith((".json", ".csv")):
@@ -217,11 +223,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         meta = _meta_from_export(report) if report else None
         setup = resolve_inference_setup(meta, args.model, explicit, source=json_path, origin="the export JSON's")
         source = args.mindir
-        if report and args.batch and args.batch != report["input_shape"][0]:
+        exported_batch = report["input_shape"][0] if report else None
+        if not isinstance(exported_batch, int):  # a symbolic batch (quantize's files): any batch runs
+            exported_batch = None
+        if exported_batch and args.batch and args.batch != exported_batch:
             raise UsageError(f"--batch {args.batch}: '{args.mindir}' was exported with batch "
                              f"{report['input_shape'][0]}; leave --batch out")
-        if report:
-            args.batch = report["input_shape"][0]
+        if exported_batch:
+            args.batch = exported_batch
     for line in setup.messages():
         print(line)
     paths = find_images(args.inputs)
@@ -232,7 +241,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_mindspore(device, mode="graph" if args.mindir else args.mode)
     import mindspore as ms
 
-    if args.mindir:
+    if onnx_file:
+        from ..deploy.onnx import OnnxModel
+
+        forward = OnnxModel(args.mindir)
+        batch, fixed = args.batch or 16, False  # OnnxModel pads a fixed-batch graph itself
+    elif args.mindir:
         from mindspore import nn
 
         graph = nn.GraphCell(ms.load(args.mindir))
