@@ -227,7 +227,12 @@ def build_parser(peers: Sequence[str] = IN_PROCESS_PEERS, peer_help: str = PEER_
     """The benchmark's options; benchmarks/compare.py extends it with its subprocess peers."""
     parser = argparse.ArgumentParser(prog=prog, description="Benchmark a registered model (GRAPH mode), "
                                      "optionally against peers.")
-    parser.add_argument("--model", required=True, help="registered model name")
+    parser.add_argument("--model", default="", help="registered model name")
+    parser.add_argument("--models", default="", help="a pattern of registered models ('ghost*'): each in its inference "
+                        "form, batch-1 latency and batch --batch throughput, against the published top-1 "
+                        "(mindghost.deploy.pareto; --peers onnxruntime adds onnxruntime fp32 and INT8)")
+    parser.add_argument("--pareto", default="", metavar="FILE.png",
+                        help="with --models: draw latency against published top-1 here, the JSON beside it")
     parser.add_argument("--img_size", type=int, default=None,
                         help="input resolution (default: the checkpoint's recorded eval size, else the model's cfg)")
     parser.add_argument("--batch", type=int, default=32, help="batch of the throughput and train-step tasks")
@@ -487,6 +492,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..runtime import prepare_environment
 
     device, note = prepare_environment(args.device)  # before MindSpore loads: the CPU fast path
+    if args.models:
+        return _pareto(parser, args, device)
+    if not args.model:
+        parser.error("pass --model NAME (one model, all tasks) or --models PATTERN (the speed/accuracy picture)")
     check_args(parser, args)
     report = measure(args, device)
     print_report(report)
@@ -494,6 +503,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"note: {note}")
     if args.json:
         write_json(report, args.json, argv)
+    return 0
+
+
+def _pareto(parser: argparse.ArgumentParser, args: argparse.Namespace, device: str) -> int:
+    """`--models PATTERN [--pareto FILE.png]`: mindghost.deploy.pareto over the matching models."""
+    if args.repeats < 1 or args.batch < 1:
+        parser.error("--repeats and --batch must be >= 1")
+    if set(args.peers) - {"onnxruntime"}:
+        parser.error("--models takes only --peers onnxruntime")
+    from ..deploy import pareto
+    from .export import setup_mindspore
+
+    setup_mindspore(device, mode="graph", cpu_threads=args.threads)
+    report = pareto.measure_all(args.models, args.img_size, args.batch, args.repeats, args.warmup, args.peers, device)
+    if report["not_plotted"]:
+        print(f"no published top-1 (listed, not plotted): {', '.join(report['not_plotted'])}")
+    if args.pareto:
+        print(f"wrote {args.pareto} and {pareto.write(report, args.pareto)}")
+    elif args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1)
     return 0
 
 
