@@ -65,12 +65,14 @@ class OnnxModel:
     """An ONNX classifier in onnxruntime's CPU provider: `model(x)` maps an (N, C, H, W) float32 array to (N, classes)
     float32 logits. A graph exported with a fixed batch B runs any N in chunks of B (the last one padded)."""
 
-    def __init__(self, path: str, threads: int = 0):
+    def __init__(self, path: str, threads: int = 0, spinning: bool = True):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         inp = self.session.get_inputs()[0]
@@ -148,28 +150,32 @@ def evaluate_onnx(path: str, cfg, setup, batch_size: int, progress: bool = False
                     expected=expected)
 
 
-def measure_speed(path: str, sample_shape: Sequence[int], batches: Sequence[int] = (1, 32), repeats: int = 20,
-                  warmup: int = 3, threads: int = 0) -> Dict[str, Dict[str, float]]:
-    """Median latency (ms) and throughput (img/s) per batch size, on random input of `sample_shape` (C, H, W).
-
-    A fixed-batch graph is measured at its own batch only. Returns {str(batch): {"ms", "img_per_s", "repeats"}}."""
-    model = OnnxModel(path, threads)
+def measure_speed(paths: Mapping[str, str], sample_shape: Sequence[int], batches: Sequence[int] = (1, 32),
+                  repeats: int = 20, warmup: int = 3, threads: int = 0) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Median latency (ms) and throughput (img/s) of each ONNX file per batch size, on random input of
+    `sample_shape` (C, H, W). The files run interleaved (A B A B ...) so that load from other processes falls on
+    all alike, and with onnxruntime's thread spinning off (else one file's spinning workers slow the next).
+    A fixed-batch graph is measured at its own batch only. Returns {name: {str(batch): {"ms", "img_per_s",
+    "repeats"}}}."""
+    models = {name: OnnxModel(path, threads, spinning=False) for name, path in paths.items()}
     rng = np.random.default_rng(0)
-    out: Dict[str, Dict[str, float]] = {}
+    out: Dict[str, Dict[str, Dict[str, float]]] = {name: {} for name in models}
     for batch in batches:
-        if model.batch is not None and batch != model.batch:
-            continue
         x = rng.standard_normal((batch,) + tuple(sample_shape)).astype(np.float32)
         runs = max(1, repeats if batch == 1 else max(3, repeats // 4))
-        for _ in range(warmup):
-            model(x)
-        times = []
+        active = {n: m for n, m in models.items() if m.batch is None or m.batch == batch}
+        times: Dict[str, list] = {n: [] for n in active}
+        for model in active.values():
+            for _ in range(warmup):
+                model(x)
         for _ in range(runs):
-            t = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t)
-        ms = 1000.0 * float(np.median(times))
-        out[str(batch)] = {"ms": ms, "img_per_s": 1000.0 * batch / ms, "repeats": runs}
+            for name, model in active.items():
+                t = time.perf_counter()
+                model(x)
+                times[name].append(time.perf_counter() - t)
+        for name, ts in times.items():
+            ms = 1000.0 * float(np.median(ts))
+            out[name][str(batch)] = {"ms": ms, "img_per_s": 1000.0 * batch / ms, "repeats": runs}
     return out
 
 

@@ -9,7 +9,7 @@ calibration images and a disjoint held-out set are drawn from the train split (s
 checkpoint's own eval preprocessing (validate.py's transform); `mindghost.deploy.quantize.search` writes a static
 QDQ INT8 model for each candidate configuration and keeps the best on the held-out set; then the fp32 and INT8
 files are evaluated on the val split with validate.py's pipeline and counting, and timed in onnxruntime (batch-1
-latency, batch-32 throughput, on this machine). Output in `--output_dir`: `<stem>_fp32.onnx`, `<stem>_int8.onnx`,
+latency, batch-32 throughput, on this machine, the two files interleaved). Output in `--output_dir`: `<stem>_fp32.onnx`, `<stem>_int8.onnx`,
 each with the `.json` validate.py and predict read beside it (preprocessing, classes; the INT8 one also its
 configuration), and `<stem>_quantize.json` with the whole report. The printed table holds the same numbers.
 """
@@ -205,12 +205,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..deploy.onnx import evaluate_onnx, measure_speed
 
     n = min(data.val_images, args.val_samples) if args.val_samples else data.val_images
+    files = {"fp32": fp32_path, "int8": int8_path}
+    speed = measure_speed(files, (setup.in_channels, setup.image_size, setup.image_size), (1, args.batch_size),
+                          args.repeats, threads=args.cpu_threads)
     rows = []
-    for name, path in (("fp32", fp32_path), ("int8", int8_path)):
+    for name, path in files.items():
         res = evaluate_onnx(path, cfg, setup, args.batch_size, expected=n, threads=args.cpu_threads)
-        speed = measure_speed(path, (setup.in_channels, setup.image_size, setup.image_size), (1, args.batch_size),
-                              args.repeats, threads=args.cpu_threads)
-        rows.append({"name": name, "file": path, "size_mb": os.path.getsize(path) / 1e6, "speed": speed,
+        rows.append({"name": name, "file": path, "size_mb": os.path.getsize(path) / 1e6, "speed": speed[name],
                      **{k: res[k] for k in ("top1", "top5", "loss", "num_samples")}})
     fp32, int8 = rows
     drop = fp32["top1"] - int8["top1"]
