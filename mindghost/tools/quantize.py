@@ -11,7 +11,8 @@ QDQ INT8 model for each candidate configuration and keeps the best on the held-o
 files are evaluated on the val split with validate.py's pipeline and counting, and timed in onnxruntime (batch-1
 latency, batch-32 throughput, on this machine, the two files interleaved). Output in `--output_dir`:
 `<stem>_fp32.onnx`, `<stem>_int8.onnx`, each with the `.json` validate.py and predict read beside it
-(preprocessing, classes; the INT8 one also its configuration), and `<stem>_quantize.json` with the whole report. The printed table holds the same numbers.
+(preprocessing, classes; the INT8 one also its configuration), and `<stem>_quantize.json` with the whole report
+(the printed table holds the same numbers).
 """
 import argparse
 import json
