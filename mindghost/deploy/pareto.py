@@ -81,8 +81,9 @@ def measure_model(name: str, image_size: Optional[int], batch: int, repeats: int
 
 
 def measure_all(pattern: str, image_size: Optional[int], batch: int, repeats: int, warmup: int,
-                peers: Sequence[str], device: str, log=print) -> Dict[str, object]:
-    """Every registered model matching `pattern`, one after another (each line printed as it is done)."""
+                peers: Sequence[str], device: str, log=print, partial_json: str = "") -> Dict[str, object]:
+    """Every registered model matching `pattern`, one after another (each line printed as it is done; with
+    `partial_json`, the report so far is rewritten there after each model, so an interrupted run keeps its rows)."""
     from ..models import list_models
 
     names = list_models(pattern)
@@ -90,20 +91,25 @@ def measure_all(pattern: str, image_size: Optional[int], batch: int, repeats: in
         from ..errors import UsageError
 
         raise UsageError(f"--models '{pattern}' matches no registered model (see mindghost.list_models())")
+    import platform
+
+    from ..tools.quantize import _machine
+
     rows: List[Dict[str, object]] = []
+    report = {"pattern": pattern, "batch": batch, "repeats": repeats, "peers": list(peers), "device": device,
+              "machine": _machine(), "python": platform.python_version(),
+              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "models": rows,
+              "not_plotted": []}
     with tempfile.TemporaryDirectory(prefix="mindghost-pareto-") as tmp:
         for name in names:
             row = measure_model(name, image_size, batch, repeats, warmup, peers, device, tmp)
             rows.append(row)
             log(format_row(row, batch))
-    import platform
-
-    from ..tools.quantize import _machine
-
-    return {"pattern": pattern, "batch": batch, "repeats": repeats, "peers": list(peers), "device": device,
-            "machine": _machine(), "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "models": rows,
-            "not_plotted": [r["model"] for r in rows if r["paper_top1"] is None]}
+            report["not_plotted"] = [r["model"] for r in rows if r["paper_top1"] is None]
+            if partial_json:
+                with open(partial_json, "w") as fh:
+                    json.dump(report, fh, indent=1)
+    return report
 
 
 def format_row(row: Dict[str, object], batch: int) -> str:

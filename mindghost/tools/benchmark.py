@@ -516,7 +516,9 @@ def _pareto(parser: argparse.ArgumentParser, args: argparse.Namespace, device: s
     from .export import setup_mindspore
 
     setup_mindspore(device, mode="graph", cpu_threads=args.threads)
-    report = pareto.measure_all(args.models, args.img_size, args.batch, args.repeats, args.warmup, args.peers, device)
+    partial = os.path.splitext(args.pareto)[0] + ".json" if args.pareto else args.json
+    report = pareto.measure_all(args.models, args.img_size, args.batch, args.repeats, args.warmup, args.peers, device,
+                                partial_json=partial)
     if report["not_plotted"]:
         print(f"no published top-1 (listed, not plotted): {', '.join(report['not_plotted'])}")
     if args.pareto:
