@@ -204,7 +204,7 @@ def load_checkpoint(model: nn.Cell, path: str, ema: bool = False, filter_fn=None
         ema = False  # read_pth already chose the EMA state dict
         filter_fn = filter_fn or _family_filter_fn(whole)
     if filter_fn is not None:
-        if not torch_file:  # MindSpore files give Parameters; the filters work on arrays
+        if not path.endswith(TORCH_SUFFIXES):  # MindSpore readers give Parameters; the filters work on arrays
             state = {k: _as_numpy(v) for k, v in state.items()}
         state = filter_fn(state, whole)
     load_state_dict(model, state, source=f"Checkpoint '{path}'", ema=ema, new_classifier=new_classifier,
