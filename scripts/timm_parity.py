@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Sequence
 
 import numpy as np
 
@@ -26,7 +27,7 @@ CASES = [("ghostnet_050", "ghostnet_050", False, 64), ("ghostnet_100", "ghostnet
 NUM_CLASSES = 10
 
 
-def make(out: str) -> None:
+def make(out: str, only: Sequence[str] = ()) -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import mindghost  # noqa: I001  (before mindspore: it sets the CPU's oneDNN ISA)
     import mindspore as ms
@@ -37,6 +38,9 @@ def make(out: str) -> None:
     manifest = []
     for name, timm_name, fused, size in CASES:
         tag = name + ("_fused" if fused else "")
+        manifest.append({"tag": tag, "timm": timm_name, "fused": fused})
+        if only and tag not in only:
+            continue
         ms.set_seed(0)
         net = mindghost.create_model(name, num_classes=NUM_CLASSES)
         rng = np.random.default_rng(1)
@@ -44,7 +48,9 @@ def make(out: str) -> None:
             if p.name.endswith(("moving_mean", "beta")):
                 p.set_data(ms.Tensor(rng.normal(0, 0.1, p.shape).astype(np.float32)))
             elif p.name.endswith(("moving_variance", "gamma")):
-                p.set_data(ms.Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
+                # halved inside GhostNetV3's summed branches (as tests/parity_recipe.py): else logits reach 1e10
+                scale = 0.5 if "_rpr_" in p.name and p.name.endswith("gamma") else 1.0
+                p.set_data(ms.Tensor(scale * rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
         if fused:
             net.reparameterize()
         net.set_train(False)
@@ -55,16 +61,19 @@ def make(out: str) -> None:
                              str(NUM_CLASSES), "--out", st, "--overwrite"]) == 0
         x = np.random.default_rng(7).standard_normal((2, 3, size, size)).astype(np.float32)
         np.savez(os.path.join(out, f"{tag}.npz"), x=x, logits=net(ms.Tensor(x)).asnumpy())
-        manifest.append({"tag": tag, "timm": timm_name, "fused": fused})
         print(f"made {tag}")
     with open(os.path.join(out, "manifest.json"), "w") as fh:
         json.dump(manifest, fh, indent=1)
 
 
 def check(out: str) -> int:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import safetensors.torch
-    import timm
     import torch
+
+    from benchmarks.torch_compat import import_timm  # stubs torchvision where its wheel is broken
+
+    timm = import_timm()
 
     with open(os.path.join(out, "manifest.json")) as fh:
         manifest = json.load(fh)
@@ -92,8 +101,9 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("step", choices=("make", "check"))
     p.add_argument("--out", default="/tmp/timm_parity")
+    p.add_argument("only", nargs="*", help="make: only these cases (e.g. ghostnetv3_050_fused)")
     args = p.parse_args()
     if args.step == "make":
-        make(args.out)
+        make(args.out, args.only)
     else:
         sys.exit(check(args.out))

@@ -188,6 +188,8 @@ def load_checkpoint(model: nn.Cell, path: str, ema: bool = False, filter_fn=None
     # a .pth is; mindghost's own .safetensors files hold MindSpore names (`moving_mean`, never `running_mean`)
     torch_file = path.endswith(TORCH_SUFFIXES) or (path.endswith(".safetensors") and any(
         k.endswith(".running_mean") for k in state))
+    if torch_file and not path.endswith(TORCH_SUFFIXES):  # the PyTorch-name helpers work on arrays
+        state = {k: _as_numpy(v) for k, v in state.items()}
     form_of = getattr(whole, "checkpoint_form", None)
     if callable(form_of):
         keys = list(unwrap_state_dict(state)) if torch_file else [k[4:] if ema and k.startswith("ema.") else k
@@ -204,7 +206,7 @@ def load_checkpoint(model: nn.Cell, path: str, ema: bool = False, filter_fn=None
         ema = False  # read_pth already chose the EMA state dict
         filter_fn = filter_fn or _family_filter_fn(whole)
     if filter_fn is not None:
-        if not path.endswith(TORCH_SUFFIXES):  # MindSpore readers give Parameters; the filters work on arrays
+        if not torch_file:  # MindSpore files give Parameters; the filters work on arrays
             state = {k: _as_numpy(v) for k, v in state.items()}
         state = filter_fn(state, whole)
     load_state_dict(model, state, source=f"Checkpoint '{path}'", ema=ema, new_classifier=new_classifier,
