@@ -102,7 +102,7 @@ if __name__ == "__main__":
     p.add_argument("step", choices=("make", "check"))
     p.add_argument("--out", default="/tmp/timm_parity")
     p.add_argument("only", nargs="*", help="make: only these cases (e.g. ghostnetv3_050_fused)")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
     if args.step == "make":
         make(args.out, args.only)
     else:
