@@ -28,15 +28,22 @@ PEER_HELP = benchmark.PEER_HELP + (
     "PyTorch eager, NCHW / channels_last; needs --torch_python)")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser():
+    """benchmark's options, its subprocess peers, and the torch / floor options."""
+    from mindghost.cli import add_args
+
     parser = benchmark.build_parser(benchmark.IN_PROCESS_PEERS + SUBPROCESS_PEERS, PEER_HELP,
                                     prog="python benchmarks/compare.py")
     parser.add_argument("--torch_python", default="", help="python of a venv with torch + timm, for the torch peers")
     parser.add_argument("--torch_env", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra environment of the torch peers, e.g. OMP_WAIT_POLICY=PASSIVE: on a loaded machine "
                              "PyTorch's spinning OpenMP barriers can make it 10-100x slower")
-    parser.add_argument("--floor", action="store_true", help="also measure matmul GFLOP/s and copy bandwidth and "
-                        "report the physical floor (MACs / FLOP rate, bytes / bandwidth)")
+    add_args(parser, "floor")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if any("=" not in kv for kv in args.torch_env):
         parser.error("--torch_env takes KEY=VALUE pairs")
@@ -48,8 +55,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     benchmark.check_args(parser, args)
     from mindghost.models import get_default_cfg
 
-    img_size = args.img_size or get_default_cfg(args.model).input_size[-1]
-    threads = args.threads or num_cores()
+    img_size = args.image_size or get_default_cfg(args.model).input_size[-1]
+    threads = args.cpu_threads or num_cores()
     wanted = [p for p in SUBPROCESS_PEERS if p in args.peers]
     args.peers = [p for p in args.peers if p not in SUBPROCESS_PEERS]
     skipped, children = {}, {}
@@ -57,7 +64,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for name in wanted:
             print(f"starting peer {name} (a child process)", flush=True)
             try:
-                children.update(start_subprocess_peers([name], args.model, img_size, args.batch, args.num_classes,
+                children.update(start_subprocess_peers([name], args.model, img_size, args.batch_size, args.num_classes,
                                                        threads, device, args.torch_python, torch_env, user_isa))
             except PeerError as e:
                 skipped[name] = str(e)
@@ -72,7 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("measuring matmul GFLOP/s and copy bandwidth for the physical floor", flush=True)
         rates = measure_floor()
         model = create_model(args.model, num_classes=args.num_classes)
-        report["floor"] = {"rates": rates, "model": physical_floor(model, report["chans"], img_size, args.batch,
+        report["floor"] = {"rates": rates, "model": physical_floor(model, report["chans"], img_size, args.batch_size,
                                                                    rates)}
     benchmark.print_report(report)
     if args.floor:

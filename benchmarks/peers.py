@@ -93,17 +93,18 @@ def start_subprocess_peers(peers: Sequence[str], model: str, img_size: int, batc
       `torch_python`, with `torch_env` added to the environment. PyTorch bundles its own oneDNN, which reads
       ONEDNN_MAX_CPU_ISA too: the torch children keep it only if the user set it (`user_isa`), not mindghost.
     """
-    common = ["--model", model, "--img_size", str(img_size), "--batch", str(batch), "--num_classes", str(num_classes),
-              "--device", device]
+    common = ["--model", model, "--image_size", str(img_size), "--batch_size", str(batch), "--num_classes",
+              str(num_classes), "--device", device]
     shipped_env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
     torch_env = dict(os.environ if user_isa else shipped_env, **(torch_env or {}))
     specs = {
-        "shipped": (sys.executable, ["--framework", "mindspore", "--source", "mindcv", "--threads", "0"], shipped_env),
+        "shipped": (sys.executable, ["--framework", "mindspore", "--source", "mindcv", "--cpu_threads", "0"],
+                    shipped_env),
         "shipped_mindghost": (sys.executable, ["--framework", "mindspore", "--source", "mindghost",
-                                               "--threads", str(threads)], shipped_env),
-        "torch": (torch_python, ["--framework", "torch", "--source", "timm", "--threads", str(threads)], torch_env),
-        "torch_cl": (torch_python, ["--framework", "torch", "--source", "timm", "--threads", str(threads),
-                                    "--channels_last"], torch_env),
+                                               "--cpu_threads", str(threads)], shipped_env),
+        "torch": (torch_python, ["--framework", "torch", "--source", "timm", "--cpu_threads", str(threads)], torch_env),
+        "torch_cl": (torch_python, ["--framework", "torch", "--source", "timm", "--cpu_threads", str(threads),
+                                    "--channels_last", "true"], torch_env),
     }
     started: Dict[str, SubprocessPeer] = {}
     try:

@@ -48,10 +48,10 @@ class _MindSporeRunner:
         else:
             ms.set_context(device_target=args.device)
         ms.set_context(mode=ms.GRAPH_MODE)
-        if args.threads > 0 and args.device == "CPU":
+        if args.cpu_threads > 0 and args.device == "CPU":
             from mindspore.device_context.cpu.op_tuning import threads_num
 
-            threads_num(args.threads)
+            threads_num(args.cpu_threads)
         if args.source == "mindcv":
             from mindcv.models import create_model
 
@@ -70,7 +70,7 @@ class _MindSporeRunner:
 
             self.build = build
         self.ms = ms
-        self.inputs = make_inputs(3, args.img_size, args.batch)
+        self.inputs = make_inputs(3, args.image_size, args.batch_size)
         self.num_classes = args.num_classes
         self.model = self.build()
         self.fns: Dict[str, Callable[[], object]] = {}
@@ -79,7 +79,7 @@ class _MindSporeRunner:
             import mindcv
 
             versions["mindcv"] = mindcv.__version__
-        self.info = {"versions": versions, "threads": args.threads or "MindSpore default",
+        self.info = {"versions": versions, "threads": args.cpu_threads or "MindSpore default",
                      "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA")}
 
     def fn(self, task: str) -> Callable[[], object]:
@@ -106,14 +106,14 @@ class _TorchRunner:
     def __init__(self, args) -> None:
         import torch
 
-        if args.threads > 0:
-            torch.set_num_threads(args.threads)
+        if args.cpu_threads > 0:
+            torch.set_num_threads(args.cpu_threads)
         timm = _import_timm()
         self.torch = torch
         self.channels_last = args.channels_last
         self.build = lambda: self._place(timm.create_model(args.model, pretrained=False, num_classes=args.num_classes))
         self.inputs = {task: self._place(torch.from_numpy(x.copy()))
-                       for task, x in make_inputs(3, args.img_size, args.batch).items()}
+                       for task, x in make_inputs(3, args.image_size, args.batch_size).items()}
         self.num_classes = args.num_classes
         self.model = self.build().eval()
         self.fns: Dict[str, Callable[[], object]] = {}
@@ -185,19 +185,33 @@ def serve(args, reply: Callable[[dict], None]) -> None:
             reply({"ok": False, "error": f"{type(e).__name__}: {e}"})
 
 
-def main() -> None:
+def str2bool(value: str) -> bool:
+    """mindghost.cli.str2bool (this worker also runs in a torch venv without mindghost)."""
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True/true/1/yes or False/false/0/no, got {value!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--framework", choices=("mindspore", "torch"), required=True)
     parser.add_argument("--source", choices=("mindghost", "mindcv", "timm"), required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--img_size", type=int, required=True)
-    parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--image_size", type=int, required=True)
+    parser.add_argument("--batch_size", type=int, required=True)
     parser.add_argument("--num_classes", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=0, help="0: the library's default")
-    parser.add_argument("--channels_last", action="store_true", help="torch: NHWC memory format")
-    parser.add_argument("--device", default="CPU")
+    parser.add_argument("--cpu_threads", type=int, default=0, help="0: the library's default")
+    parser.add_argument("--channels_last", type=str2bool, nargs="?", const=True, default=False,
+                        help="torch: NHWC memory format")
+    parser.add_argument("--device", default="CPU", choices=("auto", "CPU", "GPU", "Ascend"))
     parser.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # library prints (oneDNN verbose, MindSpore) go to stderr, not into the protocol
     sys.stdout = sys.stderr

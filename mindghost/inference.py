@@ -1,13 +1,16 @@
 """What running a checkpoint needs to know, read from the checkpoint itself: its model, class count, input
-channels, eval preprocessing and class names, merged with what the user passed explicitly.
+channels, eval preprocessing and class names, merged with what the user passed explicitly; and the one builder
+of a model ready for inference from it.
 
-Every tool that reads a checkpoint (export, redundancy, benchmark, predict; validate.py through the lead's call)
-goes through `resolve_inference_setup`, so a ghostnet_050 trained at 32 px with its own mean/std is run at 32 px
-with that mean/std everywhere, and each tool says where every value came from:
+Every entry point that runs weights (validate.py, predict, export, benchmark, redundancy) builds its model with
+`build_inference_model`, so a ghostnet_050 trained at 32 px with its own mean/std is run at 32 px with that
+mean/std everywhere, in the same form (GhostNetV3 fused, BN folded on CPU), and each tool says where every value
+came from:
 
-    meta = read_meta(path)                     # None for MindCV / .pth / .safetensors files (nothing recorded)
-    setup = resolve_inference_setup(meta, model=args.model, explicit={"image_size": args.img_size}, source=path)
-    for line in setup.messages(): print(line)  # "using the checkpoint's recorded image_size 32", warnings
+    built = build_inference_model(args.ckpt_path, model=args.model, explicit={"image_size": args.image_size},
+                                  ema=args.ema, fuse_bn=args.fuse_bn, device=device)
+    for line in built.messages(): print(line)  # "using the checkpoint's recorded image_size 32", warnings
+    logits = built.model(x)                     # x: (N, built.setup.in_channels, size, size)
 
 Precedence, field by field: an explicit value (command line or recipe) > the checkpoint's recorded training
 config (`meta["config"]`, written by training's `make_meta`) > the model's default cfg. An explicit
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import UsageError
-from .weights import META_KEY, CheckpointError, check_ckpt_path, find_checkpoints
+from .weights import CheckpointError, check_ckpt_path, find_checkpoints, read_meta  # read_meta: re-exported
 
 # the fields `resolve_inference_setup` decides; keys of `explicit` and of `InferenceSetup`
 PREPROCESSING_KEYS = ("image_size", "crop_pct", "interpolation", "mean", "std")
@@ -48,6 +51,7 @@ class InferenceSetup:
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
     class_names: Optional[Tuple[str, ...]] = None
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)  # architecture options (cheap_op, ratio, ...)
     notes: Tuple[str, ...] = field(default=(), compare=False)
     warnings: Tuple[str, ...] = field(default=(), compare=False)
 
@@ -71,37 +75,6 @@ class InferenceSetup:
     def messages(self) -> List[str]:
         """Notes and warnings as printable lines (warnings prefixed 'warning: ')."""
         return list(self.notes) + [f"warning: {w}" for w in self.warnings]
-
-
-def read_meta(path: str, flag: str = "--ckpt_path") -> Optional[Dict[str, Any]]:
-    """The mindghost metadata of a checkpoint file, without loading its tensors; None when the file has none
-    (MindCV checkpoints, converted weights, .pth, .safetensors). Run directories are refused (`check_ckpt_path`)."""
-    check_ckpt_path(path, flag)
-    if not path.endswith(".ckpt"):
-        return None
-    import mindspore as ms
-
-    kept = []
-
-    def meta_and_one(name: str) -> bool:
-        # the meta plus one tensor: MindSpore raises when the filter leaves nothing (a checkpoint without meta)
-        if name == META_KEY or not kept:
-            kept.append(name)
-            return True
-        return False
-
-    try:
-        entries = ms.load_checkpoint(path, choice_func=meta_and_one)
-    except Exception as e:  # MindSpore's terse ValueError/RuntimeError for damaged files
-        raise CheckpointError(f"could not read '{path}' as a MindSpore checkpoint ({type(e).__name__}: {e}); the "
-                              "file is truncated, corrupt or not a checkpoint") from e
-    raw = entries.get(META_KEY)
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw if isinstance(raw, str) else str(raw))
-    except ValueError as e:
-        raise CheckpointError(f"'{path}': its '{META_KEY}' entry is not valid JSON ({e})") from e
 
 
 def recorded_setup(meta: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
@@ -129,6 +102,8 @@ def recorded_setup(meta: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     names = meta.get(CLASS_NAMES_KEY)
     if names is not None:
         out["class_names"] = tuple(str(n) for n in names)
+    if config.get("model_kwargs"):
+        out["model_kwargs"] = dict(config["model_kwargs"])
     return out
 
 
@@ -153,7 +128,7 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
     model: the name the user asked for (None: the checkpoint's). explicit: {key: value or None} for keys of
     `PREPROCESSING_KEYS`, `STRUCTURE_KEYS` and "class_names"; None means the user said nothing. source: the
     checkpoint path, for messages. flags: the command-line spelling of a key where it is not `--<key>` (export's
-    `{"image_size": "--img_size"}`), so messages name the flag the user can type. origin: whose record the notes
+    `{"image_size": "--size"}`), so messages name the flag the user can type. origin: whose record the notes
     name ("the checkpoint's"; predict passes "the export JSON's" for a MINDIR file).
 
     Raises CheckpointError when the checkpoint was trained as another model or with another num_classes /
@@ -220,6 +195,15 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
                      f"(image_size {values['image_size']}, crop_pct {values['crop_pct']:g}, mean "
                      f"{_show(values['mean'])}, std {_show(values['std'])})")
 
+    model_kwargs = dict(recorded.get("model_kwargs") or {})
+    if "model_kwargs" in explicit and dict(explicit["model_kwargs"]) != model_kwargs:
+        if "model_kwargs" in recorded or explicit["model_kwargs"]:
+            raise CheckpointError(f"'{source}' was trained with model_kwargs {model_kwargs or '{}'}, but "
+                                  f"{explicit['model_kwargs'] or '{}'} was given; leave model_kwargs out (the "
+                                  "checkpoint's are used) or pass the recorded ones")
+    if model_kwargs and "model_kwargs" in recorded:
+        notes.append(f"using {origin} recorded model_kwargs {model_kwargs}")
+
     names = explicit.get("class_names", recorded.get("class_names"))
     if names is not None:
         names = tuple(str(n) for n in names)
@@ -233,7 +217,8 @@ def resolve_inference_setup(meta: Optional[Mapping[str, Any]], model: Optional[s
     return InferenceSetup(model=name, num_classes=int(values["num_classes"]), in_channels=int(values["in_channels"]),
                           image_size=int(values["image_size"]), crop_pct=float(values["crop_pct"]),
                           interpolation=str(values["interpolation"]), mean=values["mean"], std=values["std"],
-                          class_names=names, notes=tuple(notes), warnings=tuple(warnings))
+                          class_names=names, model_kwargs=model_kwargs, notes=tuple(notes),
+                          warnings=tuple(warnings))
 
 
 def setup_from_checkpoint(ckpt_path: str, model: Optional[str] = None,
@@ -242,6 +227,138 @@ def setup_from_checkpoint(ckpt_path: str, model: Optional[str] = None,
     """`read_meta` + `resolve_inference_setup` for a checkpoint path: (meta or None, setup)."""
     meta = read_meta(ckpt_path, flags.get("ckpt_path", "--ckpt_path") if flags else "--ckpt_path")
     return meta, resolve_inference_setup(meta, model=model, explicit=explicit, source=ckpt_path, flags=flags)
+
+
+FUSE_BN_CHOICES = ("auto", "true", "false")
+
+
+@dataclass(frozen=True)
+class InferenceSource:
+    """Where a model's weights come from and what they need: `ckpt_path` ("" for random weights; the fetched file
+    for `pretrained`), the checkpoint's mindghost `meta` (None when it records none) and the resolved `setup`."""
+
+    ckpt_path: str
+    meta: Optional[Dict[str, Any]]
+    setup: InferenceSetup
+
+
+@dataclass
+class InferenceModel:
+    """A model ready to run (eval mode, inference form) and what it was built from.
+
+    model: the `nn.Cell`, input (N, setup.in_channels, setup.image_size, setup.image_size) float32, output
+    (N, setup.num_classes) logits. bn_folded: the number of BatchNorm layers folded into their convs (0: none);
+    reparameterized: GhostNetV3 branches fused; cpu_pass: `mindghost.cpu.accelerate_on_cpu` applied. unfused: with
+    `keep_unfused`, the same weights before BN folding and the CPU pass (export's parity reference), else None."""
+
+    model: Any
+    setup: InferenceSetup
+    meta: Optional[Dict[str, Any]]
+    ckpt_path: str
+    device: str
+    ema: bool
+    bn_folded: int
+    reparameterized: bool
+    cpu_pass: bool
+    unfused: Any = None
+    notes: Tuple[str, ...] = ()
+
+    def messages(self) -> List[str]:
+        """The setup's notes and warnings, then the builder's own notes (BN folding)."""
+        return self.setup.messages() + list(self.notes)
+
+
+def resolve_source(ckpt_path: str = "", model: Optional[str] = None, explicit: Optional[Mapping[str, Any]] = None,
+                   *, pretrained: bool = False, pretrained_dir: str = "", random_weights: bool = False,
+                   flags: Optional[Mapping[str, str]] = None) -> InferenceSource:
+    """The weights to load and the `InferenceSetup` they need (`setup_from_checkpoint`; the first half of
+    `build_inference_model`, for callers that check their data against the setup before building).
+
+    Exactly one source: `ckpt_path`, `pretrained` (needs `model`; the file is found in `pretrained_dir`, the cache,
+    or downloaded: `mindghost.hub.fetch_pretrained`), or `random_weights=True` (untrained, on purpose: benchmark,
+    profile, deployment tests). Raises UsageError for none or two of them, CheckpointError for a checkpoint that
+    cannot run as asked (see `resolve_inference_setup`)."""
+    flags = dict(flags or {})
+    given = [name for name, on in (("ckpt_path", bool(ckpt_path)), ("pretrained", pretrained),
+                                   ("random_weights", random_weights)) if on]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(flags.get(g, '--' + g) for g in given)} both name the weights: keep one")
+    if not given:
+        raise UsageError(f"no weights given: pass {flags.get('ckpt_path', '--ckpt_path')} /path/to/checkpoint, or "
+                         "--pretrained for the model's published weights (random weights are never used silently)")
+    if random_weights:
+        return InferenceSource("", None, resolve_inference_setup({}, model, explicit, source="random weights",
+                                                                  flags=flags))
+    if pretrained:
+        if not model:
+            raise UsageError(f"--pretrained needs {flags.get('model', '--model')}: the published weights of which "
+                             "model?")
+        from .hub import fetch_pretrained
+
+        ckpt_path = fetch_pretrained(model, pretrained_dir or None)[0]
+    meta, setup = setup_from_checkpoint(ckpt_path, model, explicit, flags)
+    return InferenceSource(ckpt_path, meta, setup)
+
+
+def build_inference_model(ckpt_path: str = "", model: Optional[str] = None,
+                          explicit: Optional[Mapping[str, Any]] = None, *, pretrained: bool = False,
+                          pretrained_dir: str = "", random_weights: bool = False, ema: bool = False,
+                          fuse_bn: str = "auto", device: str = "CPU", cpu_pass: bool = True,
+                          cpu_options: Optional[Mapping[str, bool]] = None, keep_unfused: bool = False,
+                          flags: Optional[Mapping[str, str]] = None,
+                          source: Optional[InferenceSource] = None) -> InferenceModel:
+    """The one way every entry point (validate.py, predict, export, benchmark, redundancy) turns weights into a
+    model ready for inference.
+
+    ckpt_path / pretrained (+ pretrained_dir) / random_weights, model, explicit, flags: see `resolve_source`
+    (`source`: its result, when the caller resolved it already). Then, in this order:
+    1. `create_model` with the setup's model, num_classes and in_channels;
+    2. strict loading (`ema`: the EMA copy of a training checkpoint); CheckpointError for a missing or mismatched
+       tensor, or no EMA copy;
+    3. GhostNetV3 re-parameterised to its inference form (`reparameterize_model`; exact up to rounding);
+    4. BatchNorm folded into the convs when `fuse_bn` is "true", or "auto" and `device` is CPU (outputs change at
+       ~1e-6 relative; `mindghost.models.fuse_bn`);
+    5. on CPU when `cpu_pass`: `mindghost.cpu.accelerate_on_cpu(**cpu_options)`, after folding (the folded
+       depthwise convs keep the kernel). Export passes `cpu_pass=False`: a graph file holds plain cells;
+    6. eval mode.
+    device: the resolved device ("CPU", "GPU", "Ascend"). keep_unfused: also return the model before step 4-5."""
+    from .models import create_model, load_checkpoint, reparameterize_model
+
+    fuse_bn = {True: "true", False: "false", "on": "true", "off": "false"}.get(fuse_bn, fuse_bn)
+    if fuse_bn not in FUSE_BN_CHOICES:
+        raise UsageError(f"fuse_bn must be one of {list(FUSE_BN_CHOICES)}, got {fuse_bn!r}")
+    if source is None:
+        source = resolve_source(ckpt_path, model, explicit, pretrained=pretrained, pretrained_dir=pretrained_dir,
+                                random_weights=random_weights, flags=flags)
+    setup = source.setup
+    net = create_model(setup.model, num_classes=setup.num_classes, in_channels=setup.in_channels,
+                       **setup.model_kwargs)
+    meta = source.meta
+    if source.ckpt_path:
+        meta = load_checkpoint(net, source.ckpt_path, ema=ema)
+    # a training checkpoint of GhostNetV3 holds the train form: run the fused inference form (exact up to rounding,
+    # fewer convs); a no-op for the other families and for fused weights
+    net = reparameterize_model(net)
+    net.set_train(False)
+    unfused = net if keep_unfused else None
+    notes: List[str] = []
+    folded = 0
+    if fuse_bn == "true" or (fuse_bn == "auto" and device == "CPU"):
+        from .models import fuse_bn as fold
+
+        net = fold(net, input_shape=(1, setup.in_channels, setup.image_size, setup.image_size),
+                   inplace=not keep_unfused)
+        folded = len(net.fused_pairs)
+        notes.append(f"folded {folded} BatchNorm layers into their convs (--fuse_bn false keeps them)")
+    accelerated = bool(cpu_pass and device == "CPU")
+    if accelerated:
+        from .cpu import accelerate_on_cpu
+
+        net = accelerate_on_cpu(net, device, **dict(cpu_options or {}))
+    net.set_train(False)
+    return InferenceModel(model=net, setup=setup, meta=meta, ckpt_path=source.ckpt_path, device=device, ema=ema,
+                          bn_folded=folded, reparameterized=bool(getattr(net, "reparameterized", False)),
+                          cpu_pass=accelerated, unfused=unfused, notes=tuple(notes))
 
 
 def eval_transforms(setup: InferenceSetup) -> list:
@@ -279,6 +396,7 @@ def describe(setup: InferenceSetup) -> str:
             f"std {_show(setup.std)}")
 
 
-__all__ = ["CLASS_NAMES_KEY", "InferenceSetup", "PREPROCESSING_KEYS", "STRUCTURE_KEYS", "check_ckpt_path",
+__all__ = ["CLASS_NAMES_KEY", "FUSE_BN_CHOICES", "InferenceModel", "InferenceSetup", "InferenceSource",
+           "PREPROCESSING_KEYS", "STRUCTURE_KEYS", "build_inference_model", "check_ckpt_path",
            "describe", "eval_transforms", "find_checkpoints", "read_class_names", "read_meta", "recorded_setup",
-           "resolve_inference_setup", "setup_from_checkpoint"]
+           "resolve_inference_setup", "resolve_source", "setup_from_checkpoint"]

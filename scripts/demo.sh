@@ -20,7 +20,7 @@ if [ ! -f "$SRC/train-images-idx3-ubyte.gz" ] && [ ! -f "$DATA/.complete" ]; the
     exit 1
 fi
 echo "== preparing $DATA"
-"$VENV/bin/python" scripts/prepare_fashion_mnist.py --src "$SRC" --out "$DATA"
+"$VENV/bin/python" scripts/prepare_fashion_mnist.py --src "$SRC" --output_dir "$DATA"
 
 if [ -f "$RUN/summary.json" ] && [ "${RETRAIN:-0}" != 1 ]; then
     echo "== $RUN already holds a finished run (RETRAIN=1 bash scripts/demo.sh trains again)"

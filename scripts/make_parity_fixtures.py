@@ -76,20 +76,36 @@ def make_fixture(timm, fixture: str, name: str, input_shape, fused: bool, out_di
     return path
 
 
-def main() -> None:
+class _Deprecated(argparse.Action):
+    """--out-dir, the old spelling of --output_dir, as mindghost.cli's aliases do it (this script runs in the torch
+    venv, without mindghost)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated; use --{self.dest}", file=sys.stderr, flush=True)
+        setattr(namespace, self.dest, values)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("fixtures", nargs="*", help="fixture names to write (default: all)")
-    parser.add_argument("--out-dir", default=os.path.join(REPO, "tests", "fixtures"))
+    parser.add_argument("--output_dir", default=os.path.join(REPO, "tests", "fixtures"),
+                        help="where the fixture files are written")
+    parser.add_argument("--out-dir", dest="output_dir", action=_Deprecated, help=argparse.SUPPRESS)
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     known = [f[0] for f in FIXTURES]
     unknown = sorted(set(args.fixtures) - set(known))
     if unknown:
         parser.error(f"unknown fixture(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    os.makedirs(args.out_dir, exist_ok=True)
+    os.makedirs(args.output_dir, exist_ok=True)
     timm = import_timm()
     for fixture, name, shape, fused in FIXTURES:
         if not args.fixtures or fixture in args.fixtures:
-            make_fixture(timm, fixture, name, shape, fused, args.out_dir)
+            make_fixture(timm, fixture, name, shape, fused, args.output_dir)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""Write Fashion-MNIST (IDX .gz files) as an ImageFolder tree: <out>/train/<class>/*.png, <out>/val/<class>/*.png.
+"""Write Fashion-MNIST (IDX .gz files) as an ImageFolder tree: <output_dir>/train/<class>/*.png,
+<output_dir>/val/<class>/*.png.
 
 Source: the Debian/Ubuntu package `dataset-fashion-mnist` (MIT licence; 60,000 train + 10,000 test 28x28 grey
 images), installed at /usr/share/datasets/fashion-mnist. The test set becomes `val`. Idempotent: a finished
 tree (marked by `.complete`) is left alone. Needs only numpy and Pillow (a MindSpore dependency).
 
-    python scripts/prepare_fashion_mnist.py --out data/fashion_mnist
+    python scripts/prepare_fashion_mnist.py --output_dir data/fashion_mnist
 """
 import argparse
 import gzip
@@ -54,14 +55,28 @@ def write_split(images: np.ndarray, labels: np.ndarray, out: str) -> None:
         Image.fromarray(img, mode="L").save(os.path.join(out, CLASSES[label], f"{i:05d}.png"), compress_level=1)
 
 
-def main(argv=None) -> int:
+class _Deprecated(argparse.Action):
+    """--out, the old spelling of --output_dir, as mindghost.cli's aliases do it (this script needs only numpy and
+    Pillow, not mindghost)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated; use --{self.dest}", file=sys.stderr, flush=True)
+        setattr(namespace, self.dest, values)
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--src", default=DEFAULT_SRC, help="folder with the IDX .gz files")
-    p.add_argument("--out", default="data/fashion_mnist", help="output ImageFolder root")
-    args = p.parse_args(argv)
-    marker = os.path.join(args.out, ".complete")
+    p.add_argument("--output_dir", default="data/fashion_mnist", help="output ImageFolder root")
+    p.add_argument("--out", dest="output_dir", action=_Deprecated, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    marker = os.path.join(args.output_dir, ".complete")
     if os.path.isfile(marker):
-        print(f"{args.out}: already prepared ({open(marker).read().strip()})")
+        print(f"{args.output_dir}: already prepared ({open(marker).read().strip()})")
         return 0
     src = find_source(args.src)
     t0 = time.time()
@@ -71,9 +86,9 @@ def main(argv=None) -> int:
         labels = read_idx(os.path.join(src, lbl_file))
         if len(images) != len(labels):
             raise SystemExit(f"{img_file}: {len(images)} images but {len(labels)} labels")
-        write_split(images, labels, os.path.join(args.out, split))
+        write_split(images, labels, os.path.join(args.output_dir, split))
         counts[split] = int(len(images))
-        print(f"{split}: {len(images)} images -> {os.path.join(args.out, split)}", flush=True)
+        print(f"{split}: {len(images)} images -> {os.path.join(args.output_dir, split)}", flush=True)
     with open(marker, "w") as fh:
         fh.write(json.dumps(counts) + "\n")
     print(f"done in {time.time() - t0:.0f} s")

@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 FASHION_MNIST=/usr/share/datasets/fashion-mnist
 BY_HAND="Download the four *-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist (folder data/fashion)
-  and run: $VENV/bin/python scripts/prepare_fashion_mnist.py --src FOLDER --out data/fashion_mnist"
+  and run: $VENV/bin/python scripts/prepare_fashion_mnist.py --src FOLDER --output_dir data/fashion_mnist"
 REQUIREMENTS=requirements.txt
 if [ "${1:-}" = "--dev" ]; then
   REQUIREMENTS=requirements-dev.txt

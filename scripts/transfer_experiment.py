@@ -22,8 +22,8 @@ classes for `--pretrain_epochs` 2.
 
 Writes the ImageFolder subsets under `--data_dir` (default data/transfer: `source/` and `target/`, each with
 `train/<class>/*.png` and `val/<class>/*.png`; written once, reused while the selection is the same), the runs under
-`--out_dir` (default runs/transfer: `pretrain/`, `finetune/`, `scratch/`, each a train.py run directory with the
-validate.py result), prints a result table and writes `<out_dir>/results.json`. train.py and validate.py run in
+`--output_dir` (default runs/transfer: `pretrain/`, `finetune/`, `scratch/`, each a train.py run directory with the
+validate.py result), prints a result table and writes `<output_dir>/results.json`. train.py and validate.py run in
 this process, through their `main`. Source data: the IDX files of the Debian package `dataset-fashion-mnist`
 (`--src`, default /usr/share/datasets/fashion-mnist).
 """
@@ -123,17 +123,18 @@ def prepare_data(args) -> Dict[str, Any]:
 
 
 def common_args(args) -> List[str]:
-    """train.py / validate.py flags shared by every phase (on top of the demo recipe)."""
+    """train.py / validate.py flags shared by every phase (on top of the demo recipe); validate.py offers only the
+    options validation uses."""
     out = ["-c", RECIPE, "--num_classes", str(len(TARGET_CLASSES)), "--image_size", str(args.image_size),
            "--mode", args.mode, "--seed", str(args.seed)]
     if args.smoke:
-        out += ["--progress", "False", "--plot", "False"]
+        out += ["--progress", "False"]
     return out
 
 
 def train_args(args, phase: str, data: str, epochs: int, batch: int, lr: float, warmup: float) -> List[str]:
-    return common_args(args) + [
-        "--data_dir", os.path.join(args.data_dir, data), "--output_dir", os.path.join(args.out_dir, phase),
+    return common_args(args) + (["--plot", "False"] if args.smoke else []) + [
+        "--data_dir", os.path.join(args.data_dir, data), "--output_dir", os.path.join(args.output_dir, phase),
         "--epochs", str(epochs), "--batch_size", str(batch), "--lr", f"{lr:g}", "--warmup_epochs", f"{warmup:g}",
         "--val_every", "0", "--keep_checkpoint_max", "1", "--overwrite", "True"]
 
@@ -141,7 +142,7 @@ def train_args(args, phase: str, data: str, epochs: int, batch: int, lr: float, 
 def validate(validate_mod, args, phase: str, data: str, ckpt: str) -> Dict[str, Any]:
     return validate_mod.main(common_args(args) + [
         "--data_dir", os.path.join(args.data_dir, data), "--ckpt_path", ckpt,
-        "--eval_batch_size", str(args.eval_batch_size), "--output_dir", os.path.join(args.out_dir, phase)])
+        "--eval_batch_size", str(args.eval_batch_size), "--output_dir", os.path.join(args.output_dir, phase)])
 
 
 def load_entry_point(name: str):
@@ -166,19 +167,20 @@ def run(args) -> Dict[str, Any]:
     train_mod, validate_mod = load_entry_point("train"), load_entry_point("validate")
 
     # phase 1: pretrain on the source classes
-    pre_argv = train_args(args, "pretrain", "source", args.pretrain_epochs, args.pretrain_batch, args.lr,
+    pre_argv = train_args(args, "pretrain", "source", args.pretrain_epochs, args.pretrain_batch_size, args.lr,
                           args.pretrain_warmup)
     pre, t_pre = timed(train_mod.main, pre_argv)
     pre_ckpt = pre["last_checkpoint"]
     pre_val, t_pre_val = timed(validate, validate_mod, args, "pretrain", "source", pre_ckpt)
 
     # phases 2 and 3: the same 250 images, the same epochs / batch / schedule; only the lr differs (module doc)
-    ft_argv = train_args(args, "finetune", "target", args.epochs, args.batch, args.finetune_lr, args.warmup) + [
+    ft_argv = train_args(args, "finetune", "target", args.epochs, args.batch_size, args.finetune_lr,
+                         args.warmup_epochs) + [
         "--ckpt_path", pre_ckpt, "--new_classifier", "True", "--head_lr_scale", f"{args.head_lr_scale:g}"]
     ft, t_ft = timed(train_mod.main, ft_argv)
     ft_val, t_ft_val = timed(validate, validate_mod, args, "finetune", "target", ft["last_checkpoint"])
 
-    sc_argv = train_args(args, "scratch", "target", args.epochs, args.batch, args.lr, args.warmup)
+    sc_argv = train_args(args, "scratch", "target", args.epochs, args.batch_size, args.lr, args.warmup_epochs)
     sc, t_sc = timed(train_mod.main, sc_argv)
     sc_val, t_sc_val = timed(validate, validate_mod, args, "scratch", "target", sc["last_checkpoint"])
 
@@ -201,8 +203,8 @@ def run(args) -> Dict[str, Any]:
                "shots_per_class": args.shots, "seed": args.seed, "recipe": os.path.relpath(RECIPE, ROOT),
                "phases": rows, "finetune_minus_scratch_top1": round(ft_val["top1"] - sc_val["top1"], 2),
                "data_wall_s": round(t_data, 1), "total_wall_s": round(time.perf_counter() - t_start, 1)}
-    os.makedirs(args.out_dir, exist_ok=True)
-    out = os.path.join(args.out_dir, "results.json")
+    os.makedirs(args.output_dir, exist_ok=True)
+    out = os.path.join(args.output_dir, "results.json")
     with open(out, "w") as fh:
         json.dump(results, fh, indent=2)
     print_table(results)
@@ -222,43 +224,54 @@ def print_table(results: Dict[str, Any]) -> None:
           f"{results['data_wall_s']:.0f} s, total {results['total_wall_s']:.0f} s")
 
 
-def parse_args(argv: Optional[List[str]]):
+def build_parser() -> argparse.ArgumentParser:
+    from mindghost.cli import add_alias, add_args
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--src", default=DEFAULT_SRC, help="folder with Fashion-MNIST's IDX .gz files")
-    p.add_argument("--data_dir", default="data/transfer", help="where the ImageFolder subsets are written")
-    p.add_argument("--out_dir", default="runs/transfer", help="run directories and results.json")
+    add_args(p, "data_dir", "output_dir", defaults={"data_dir": "data/transfer", "output_dir": "runs/transfer"},
+             helps={"data_dir": "where the ImageFolder subsets are written",
+                    "output_dir": "run directories and results.json"})
     p.add_argument("--shots", type=int, default=50, help="target train images per class")
     p.add_argument("--pretrain_per_class", type=int, default=0, help="source train images per class (0 = all 6,000)")
     p.add_argument("--val_per_class", type=int, default=0, help="test images per class (0 = all 1,000)")
     p.add_argument("--pretrain_epochs", type=int, default=2)
-    p.add_argument("--pretrain_batch", type=int, default=128)
+    p.add_argument("--pretrain_batch_size", type=int, default=128, help="batch of the pretraining")
+    add_alias(p, "pretrain_batch", "pretrain_batch_size", spec={"type": int})
     p.add_argument("--pretrain_warmup", type=float, default=0.2, help="warmup epochs of the pretraining")
-    p.add_argument("--epochs", type=int, default=40, help="epochs of the fine-tune and from-scratch runs")
-    p.add_argument("--batch", type=int, default=50, help="batch of the fine-tune and from-scratch runs")
-    p.add_argument("--warmup", type=float, default=2, help="warmup epochs of the fine-tune and from-scratch runs")
-    p.add_argument("--lr", type=float, default=0.005, help="peak lr of pretraining and of the from-scratch run")
+    add_args(p, "epochs", "batch_size", "warmup_epochs", "lr",
+             defaults={"epochs": 40, "batch_size": 50, "warmup_epochs": 2.0, "lr": 0.005},
+             helps={"epochs": "epochs of the fine-tune and from-scratch runs",
+                    "batch_size": "batch of the fine-tune and from-scratch runs",
+                    "warmup_epochs": "warmup epochs of the fine-tune and from-scratch runs",
+                    "lr": "peak lr of pretraining and of the from-scratch run"})
+    add_alias(p, "warmup", "warmup_epochs")
     p.add_argument("--finetune_lr", type=float, default=0.001, help="peak lr of the pretrained layers when fine-tuning")
-    p.add_argument("--head_lr_scale", type=float, default=5.0, help="the new classifier's lr = finetune_lr x this")
-    p.add_argument("--image_size", type=int, default=28)
-    p.add_argument("--eval_batch_size", type=int, default=250)
-    p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
-    p.add_argument("--seed", type=int, default=42, help="the target images drawn and every run's seed")
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny check that it all works: 2 images per class, 1 epoch, 32 px, PyNative; its numbers mean "
-                        "nothing (default --data_dir/--out_dir get a _smoke suffix)")
+    add_args(p, "head_lr_scale", "image_size", "eval_batch_size", "mode", "seed", "smoke",
+             defaults={"head_lr_scale": 5.0, "image_size": 28, "eval_batch_size": 250},
+             helps={"head_lr_scale": "the new classifier's lr = finetune_lr x this",
+                    "seed": "the target images drawn and every run's seed",
+                    "smoke": "tiny check that it all works: 2 images per class, 1 epoch, 32 px, PyNative; its "
+                             "numbers mean nothing (default --data_dir/--output_dir get a _smoke suffix)"})
+    return p
+
+
+def parse_args(argv: Optional[List[str]]):
+    p = build_parser()
     args = p.parse_args(argv)
     if args.smoke:
         # one step per run: in PyNative the first step (kernel set-up) is most of the time
         args.shots = args.pretrain_per_class = args.val_per_class = 2
         args.pretrain_epochs = args.epochs = 1
-        args.pretrain_batch = args.batch = args.eval_batch_size = 10
-        args.pretrain_warmup = args.warmup = 0
+        args.pretrain_batch_size = args.batch_size = args.eval_batch_size = 10
+        args.pretrain_warmup = args.warmup_epochs = 0
         args.image_size, args.mode = 32, "pynative"
         if args.data_dir == p.get_default("data_dir"):
             args.data_dir += "_smoke"
-        if args.out_dir == p.get_default("out_dir"):
-            args.out_dir += "_smoke"
-    for name in ("shots", "pretrain_epochs", "epochs", "batch", "pretrain_batch", "image_size", "eval_batch_size"):
+        if args.output_dir == p.get_default("output_dir"):
+            args.output_dir += "_smoke"
+    for name in ("shots", "pretrain_epochs", "epochs", "batch_size", "pretrain_batch_size", "image_size",
+                 "eval_batch_size"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name} must be > 0, got {getattr(args, name)}")
     return args

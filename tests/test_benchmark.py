@@ -10,9 +10,9 @@ from mindghost.tools.benchmark import main as bench_main
 def test_benchmark_latency_against_peers(tmp_path):
     pytest.importorskip("onnxruntime", reason="optional extra: pip install onnxruntime")
     out = tmp_path / "bench.json"
-    rc = bench_main(["--model", "ghostnet_050", "--img_size", "32", "--batch", "2", "--peers", "mindcv", "onnxruntime",
-                     "--tasks", "latency", "--repeats", "2", "--warmup", "0", "--no_pipeline", "--num_classes", "10",
-                     "--json", str(out)])
+    rc = bench_main(["--model", "ghostnet_050", "--image_size", "32", "--batch_size", "2", "--peers", "mindcv",
+                     "onnxruntime", "--tasks", "latency", "--repeats", "2", "--warmup", "0", "--pipeline", "false",
+                     "--num_classes", "10", "--json", str(out)])
     assert rc == 0
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"mindghost", "mindcv", "onnxruntime"}
@@ -25,7 +25,7 @@ def test_benchmark_latency_against_peers(tmp_path):
 
 def test_benchmark_train_step_and_input_pipeline(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = bench_main(["--model", "ghostnet_050", "--img_size", "32", "--batch", "2", "--tasks", "train",
+    rc = bench_main(["--model", "ghostnet_050", "--image_size", "32", "--batch_size", "2", "--tasks", "train",
                      "--repeats", "2", "--warmup", "1", "--pipeline_images", "8", "--num_classes", "10",
                      "--json", str(out)])
     assert rc == 0
@@ -44,8 +44,8 @@ def test_subprocess_peer_shipped_interleaves(tmp_path, capsys):
     measurement over the line protocol; its numbers land in the same table and JSON as the in-process ones."""
     pytest.importorskip("mindcv")
     out = tmp_path / "bench.json"
-    rc = compare_main(["--model", "ghostnet_050", "--img_size", "32", "--batch", "2", "--peers", "shipped",
-                     "--tasks", "latency", "train", "--repeats", "1", "--warmup", "0", "--no_pipeline",
+    rc = compare_main(["--model", "ghostnet_050", "--image_size", "32", "--batch_size", "2", "--peers", "shipped",
+                     "--tasks", "latency", "train", "--repeats", "1", "--warmup", "0", "--pipeline", "false",
                      "--num_classes", "10", "--json", str(out)])
     assert rc == 0
     report = json.loads(out.read_text())
@@ -68,7 +68,7 @@ def test_subprocess_peer_reports_child_errors():
 
     from benchmarks.peers import PeerError, SubprocessPeer
 
-    common = ["--model", "ghostnet_050", "--img_size", "32", "--batch", "2", "--num_classes", "10"]
+    common = ["--model", "ghostnet_050", "--image_size", "32", "--batch_size", "2", "--num_classes", "10"]
     try:
         import torch  # noqa: F401  (only probed; the worker would import it in its own process)
     except ImportError:
@@ -96,9 +96,9 @@ def test_torch_peer(tmp_path):
     from benchmarks.compare import main as compare_main
 
     out = tmp_path / "bench.json"
-    rc = compare_main(["--model", "ghostnet_050", "--img_size", "32", "--batch", "2", "--peers", "torch",
+    rc = compare_main(["--model", "ghostnet_050", "--image_size", "32", "--batch_size", "2", "--peers", "torch",
                      "--torch_python", torch_python, "--tasks", "latency", "--repeats", "1", "--warmup", "0",
-                     "--no_pipeline", "--num_classes", "10", "--json", str(out)])
+                     "--pipeline", "false", "--num_classes", "10", "--json", str(out)])
     assert rc == 0
     report = json.loads(out.read_text())
     assert "torch" not in report["skipped"], report["skipped"]

@@ -383,11 +383,11 @@ def test_convert_end_to_end(tmp_path, ghostnet_050_pth, capsys):
     assert len(meta["source"]["sha256"]) == 64 and meta["tensors"] == len(expected)
     assert meta["eval"]["crop_pct"] == 0.875 and meta["eval"]["input_size"] == [3, 224, 224]
 
-    # --force overwrites; the already converted .ckpt (our names) converts again as a MindSpore source
+    # --overwrite overwrites; the already converted .ckpt (our names) converts again as a MindSpore source
     again = str(tmp_path / "again.ckpt")
     assert _cli()(["--model", "ghostnet_050", "--src", out, "--out", again]) == 0
     assert load_checkpoint(create_model("ghostnet_050"), again)["source"]["meta"]["architecture"] == "ghostnet_050"
-    assert _cli()(["--model", "ghostnet_050", "--src", src, "--out", again, "--force"]) == 0
+    assert _cli()(["--model", "ghostnet_050", "--src", src, "--out", again, "--overwrite"]) == 0
 
 
 def test_convert_wrong_model_exits_2(tmp_path, ghostnet_050_pth, capsys):
@@ -404,7 +404,7 @@ def test_convert_refuses_existing_out_and_bad_sources(tmp_path, ghostnet_050_pth
     out = tmp_path / "exists.ckpt"
     out.write_bytes(b"keep me")
     assert _cli()(["--model", "ghostnet_050", "--src", src, "--out", str(out)]) == 2
-    assert "already exists; pass --force" in capsys.readouterr().err
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == b"keep me"
 
     missing = str(tmp_path / "nope.pth")
@@ -414,7 +414,7 @@ def test_convert_refuses_existing_out_and_bad_sources(tmp_path, ghostnet_050_pth
     evil = str(tmp_path / "evil.pth")
     marker = str(tmp_path / "pwned")
     write_torch_zip(evil, {"w": _Evil(os.system, f"touch {marker}")})
-    assert _cli()(["--model", "ghostnet_050", "--src", evil, "--out", str(tmp_path / "b.ckpt"), "--force"]) == 2
+    assert _cli()(["--model", "ghostnet_050", "--src", evil, "--out", str(tmp_path / "b.ckpt"), "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert "system" in err and "refused" in err and "Traceback" not in err
     assert sorted(os.listdir(tmp_path)) == ["evil.pth", "exists.ckpt"]

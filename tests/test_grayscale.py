@@ -79,7 +79,7 @@ def test_export_json_says_decode_l_and_predict_agrees(trained, grey, grey_mean_s
     out, _ = trained
     ckpt = os.path.join(out, "checkpoints", "last.ckpt")
     assert export_main(["--model", "ghostnet_050", "--ckpt_path", ckpt, "--format", "mindir", "onnx",
-                        "--batch", "4", "--out_dir", str(tmp_path), "--name", "g"]) == 0
+                        "--batch_size", "4", "--output_dir", str(tmp_path), "--name", "g"]) == 0
     report = json.loads((tmp_path / "g.json").read_text())
     pre = report["preprocessing"]
     assert report["input_shape"] == [4, 1, 32, 32] and pre["in_channels"] == 1

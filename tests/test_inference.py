@@ -52,9 +52,9 @@ def test_eval_image_size_is_the_recorded_size():
 
 def test_explicit_value_wins_with_a_warning_naming_both():
     setup = resolve_inference_setup(training_meta(image_size=32), model="ghostnet_050",
-                                    explicit={"image_size": 224}, flags={"image_size": "--img_size"})
+                                    explicit={"image_size": 224}, flags={"image_size": "--size"})
     assert setup.image_size == 224
-    assert setup.warnings == ("--img_size 224 overrides the checkpoint's recorded image_size 32 (the model was "
+    assert setup.warnings == ("--size 224 overrides the checkpoint's recorded image_size 32 (the model was "
                               "trained and validated with 32)",)
     agreeing = resolve_inference_setup(training_meta(image_size=32), explicit={"image_size": 32})
     assert not agreeing.warnings
@@ -91,7 +91,7 @@ def test_run_directory_is_refused_naming_the_files_inside(tmp_path, ckpt_32):
     from mindghost.tools.export import main as export_main
 
     with pytest.raises(CheckpointError) as e:
-        export_main(["--model", "ghostnet_050", "--ckpt_path", str(run), "--out_dir", str(tmp_path / "out")])
+        export_main(["--model", "ghostnet_050", "--ckpt_path", str(run), "--output_dir", str(tmp_path / "out")])
     message = str(e.value)
     assert f"--ckpt_path '{run}' is a run directory, not a checkpoint file" in message
     lines = message.splitlines()
@@ -105,16 +105,28 @@ def test_export_refuses_a_checkpoint_of_another_model(tmp_path, ckpt_32):
 
     with pytest.raises(CheckpointError, match=r"was trained as ghostnet_050, not ghostnet_100; pass --model "
                                               r"ghostnet_050"):
-        export_main(["--model", "ghostnet_100", "--ckpt_path", ckpt_32, "--out_dir", str(tmp_path)])
+        export_main(["--model", "ghostnet_100", "--ckpt_path", ckpt_32, "--output_dir", str(tmp_path)])
+
+
+def test_export_names_model_when_the_checkpoint_records_none(tmp_path):
+    import mindspore as ms
+
+    from mindghost.tools.export import main as export_main
+
+    plain = str(tmp_path / "plain.ckpt")
+    ms.save_checkpoint(mindghost.create_model("ghostnet_050", num_classes=3), plain)  # no meta, like MindCV's
+    with pytest.raises(mindghost.errors.UsageError, match="--model is needed"):
+        export_main(["--ckpt_path", plain, "--output_dir", str(tmp_path)])
 
 
 def test_export_json_lists_the_checkpoints_preprocessing(tmp_path, ckpt_32, capsys):
     from mindghost.tools.export import main as export_main
 
-    rc = export_main(["--model", "ghostnet_050", "--ckpt_path", ckpt_32, "--format", "mindir",
-                      "--out_dir", str(tmp_path), "--name", "m"])
+    # #17.2: no --model, the checkpoint records it
+    rc = export_main(["--ckpt_path", ckpt_32, "--format", "mindir", "--output_dir", str(tmp_path), "--name", "m"])
     assert rc == 0
     report = json.loads((tmp_path / "m.json").read_text())
+    assert report["model"] == "ghostnet_050"
     pre = report["preprocessing"]
     assert pre["image_size"] == 32 and pre["crop_pct"] == 1.0 and pre["resize_size"] == 32
     assert pre["mean"] == MEAN and pre["std"] == STD
@@ -129,10 +141,10 @@ def test_benchmark_takes_size_and_classes_from_the_checkpoint(ckpt_32):
     parser = build_parser()
     args = parser.parse_args(["--model", "ghostnet_050", "--ckpt_path", ckpt_32])
     check_args(parser, args)
-    assert (args.img_size, args.num_classes, args.in_channels) == (32, 3, 3)
+    assert (args.image_size, args.num_classes, args.in_channels) == (32, 3, 3)
     args = parser.parse_args(["--model", "ghostnet_050"])
     check_args(parser, args)
-    assert (args.img_size, args.num_classes) == (224, 1000)  # no checkpoint: the model's default cfg
+    assert (args.image_size, args.num_classes) == (224, 1000)  # no checkpoint: the model's default cfg
 
 
 def test_redundancy_uses_the_checkpoints_preprocessing(tmp_path, ckpt_32):

@@ -45,7 +45,7 @@ def test_predict_equals_the_models_logits_on_the_eval_pipeline(tiny, tmp_path, c
 
     out = tmp_path / "p.json"
     rc = predict_main([str(root / "data" / "val"), "--ckpt_path", str(root / "best.ckpt"), "--top_k", "3",
-                       "--batch", "4", "--mode", "pynative", "--out", str(out)])
+                       "--batch_size", "4", "--mode", "pynative", "--out", str(out)])
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["preprocessing"]["image_size"] == 32 and report["preprocessing"]["mean"] == MEAN
@@ -122,7 +122,7 @@ def test_mindir_uses_the_export_json(tiny, tmp_path, capsys):
     from mindghost.tools.export import main as export_main
 
     assert export_main(["--model", "ghostnet_050", "--ckpt_path", str(root / "best.ckpt"), "--format", "mindir",
-                        "--batch", "4", "--out_dir", str(tmp_path), "--name", "m"]) == 0
+                        "--batch_size", "4", "--output_dir", str(tmp_path), "--name", "m"]) == 0
     val = str(root / "data" / "val")
     assert predict_main([val, "--mindir", str(tmp_path / "m.mindir"), "--top_k", "1",
                          "--out", str(tmp_path / "mindir.json")]) == 0
@@ -134,3 +134,46 @@ def test_mindir_uses_the_export_json(tiny, tmp_path, capsys):
     assert [r["top_k"][0]["name"] for r in from_mindir] == [r["top_k"][0]["name"] for r in from_ckpt]
     np.testing.assert_allclose([r["top_k"][0]["prob"] for r in from_mindir],
                                [r["top_k"][0]["prob"] for r in from_ckpt], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_predict_and_validate_run_the_same_model_the_same_way(tmp_path):
+    """#17.2: a GhostNetV3 checkpoint in its train form gives the same class probabilities through predict as
+    through validate.py's build path (both: V3 fused, BN folded on CPU, the checkpoint's preprocessing)."""
+    from _tiny_data import load_entry_point
+
+    import mindspore as ms
+
+    data = write_tiny_imagefolder(str(tmp_path / "data"), classes=3, train_per_class=1, val_per_class=1, size=72)
+    model = mindghost.create_model("ghostnetv3_050", num_classes=3)
+    rng = np.random.default_rng(0)
+    ranges = {"moving_mean": (-0.2, 0.2), "beta": (-0.2, 0.2), "moving_variance": (0.5, 1.5), "gamma": (0.1, 0.4)}
+    for p in model.get_parameters():  # non-trivial BN statistics, so that a skipped fusion or fold shows
+        kind = p.name.rsplit(".", 1)[-1]
+        if kind in ranges:
+            p.set_data(ms.Tensor(rng.uniform(*ranges[kind], p.shape).astype(np.float32)))
+    cfg = build_config(dict(model="ghostnetv3_050", num_classes=3, image_size=64, mean=MEAN, std=STD))
+    ckpt = str(tmp_path / "v3.ckpt")
+    atomic_save(model, ckpt, {"format": 1, "model": "ghostnetv3_050", "num_classes": 3, "config": cfg.to_dict()})
+
+    out = tmp_path / "p.json"
+    assert predict_main([os.path.join(data, "val"), "--ckpt_path", ckpt, "--top_k", "3", "--batch_size", "3",
+                         "--mode", "pynative", "--device", "CPU", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["reparameterized"] and report["bn_folded"] > 0
+    predicted = np.array([[t["prob"] for t in sorted(r["top_k"], key=lambda t: t["class"])]
+                          for r in report["predictions"]])
+
+    validate = load_entry_point("validate")
+    vcfg, given = validate.parse_args(["--ckpt_path", ckpt, "--data_dir", data, "--device", "CPU",
+                                       "--batch_size", "3", "--num_workers", "1"])
+    source = validate.resolve_weights(vcfg, given)
+    vcfg = validate.dataclasses.replace(vcfg, model=source.setup.model, num_classes=3, in_channels=3)
+    loader, _ = validate.build_data(vcfg, source.setup)
+    built = validate.build_model(vcfg, source, "CPU")
+    assert built.reparameterized and built.bn_folded == report["bn_folded"]
+    images, _ = next(loader.create_tuple_iterator(output_numpy=True))
+    logits = built.model(Tensor(images)).asnumpy().astype(np.float64)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    np.testing.assert_allclose(predicted, probs, rtol=1e-4, atol=1e-6)

@@ -38,8 +38,8 @@ def tiny_onnx(tmp_path_factory):
 
     import mindghost
     from mindghost.deploy.onnx import make_batch_dynamic
+    from mindghost.models import fuse_bn
     from mindghost.tools.export import export_model
-    from mindghost.tools.fuse import fuse_bn
 
     d = tmp_path_factory.mktemp("quant")
     ms.set_context(mode=ms.GRAPH_MODE)

@@ -30,7 +30,7 @@ def test_feature_redundancy_cli_two_models(tmp_path, capsys):
     Image.fromarray(img).save(tmp_path / "img.png")
     out = tmp_path / "fig.png"
     rc = main(["--model", "ghostnet_050", "--compare_model", "ghostnet_050", "--compare_layer", "conv_stem",
-               "--random_weights", "--image", str(tmp_path / "img.png"), "--img_size", "32", "--top_k", "3",
+               "--random_weights", "--image", str(tmp_path / "img.png"), "--image_size", "32", "--top_k", "3",
                "--out", str(out)])
     assert rc == 0
     assert out.stat().st_size > 1000

@@ -48,7 +48,7 @@ def test_console_script_declared(module):
 
 def test_user_error_exits_2_with_one_line(tmp_path):
     """A refused request leaves through run_main: `error: ...` on stderr, exit 2, no traceback."""
-    result = _run(["-m", "mindghost.tools.export", "--model", "ghostnet_050", "--out_dir", str(tmp_path / "x")])
+    result = _run(["-m", "mindghost.tools.export", "--model", "ghostnet_050", "--output_dir", str(tmp_path / "x")])
     assert result.returncode == 2, result.stderr
     assert "error: no --ckpt_path given" in result.stderr
     assert "Traceback" not in result.stderr

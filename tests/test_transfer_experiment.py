@@ -1,6 +1,6 @@
 """scripts/transfer_experiment.py (#13.5): the --smoke run works end to end and writes results.json; the data
 subsets it writes are the ones asked for; fine-tuning from a train.py checkpoint (which holds optimizer slots of
-the old classifier) loads. The experiment's numbers are in README "Fine-tuning", not checked here."""
+the old classifier) loads. The experiment's numbers are in docs/experiments.md, not checked here."""
 import gzip
 import importlib.util
 import json
@@ -48,7 +48,7 @@ def fake_src(tmp_path_factory):
 @pytest.mark.slow
 def test_smoke_runs_end_to_end_and_writes_the_results(fake_src, tmp_path):
     data, out = str(tmp_path / "data"), str(tmp_path / "runs")
-    results = _script().main(["--smoke", "--src", fake_src, "--data_dir", data, "--out_dir", out])
+    results = _script().main(["--smoke", "--src", fake_src, "--data_dir", data, "--output_dir", out])
 
     with open(os.path.join(out, "results.json")) as fh:
         written = json.load(fh)

@@ -80,7 +80,7 @@ def test_bn_folding_on_cpu_changes_no_result(setup, validate_mod):
     common = ARGS + ["--data_dir", setup["data"], "--ckpt_path", setup["plain"], "--batch_size", "8",
                      "--output_dir", setup["out"]]
     folded = validate_mod.main(common)  # fuse_bn auto: on, since the device is CPU
-    kept = validate_mod.main(common + ["--fuse_bn", "off"])
+    kept = validate_mod.main(common + ["--fuse_bn", "false"])
     assert folded["bn_folded"] > 0 and kept["bn_folded"] == 0
     assert folded["top1"] == kept["top1"] and folded["top5"] == kept["top5"]
     assert abs(folded["loss"] - kept["loss"]) < 1e-5 * max(1.0, abs(kept["loss"]))
@@ -144,7 +144,7 @@ def test_ghostnetv3_train_form_checkpoint_validates_fused(tmp_path, validate_mod
     ms.save_checkpoint(model, ckpt)
     args = ["--model", "ghostnetv3_050", "--num_classes", "3", "--image_size", "64", "--device", "CPU",
             "--mode", "pynative", "--progress", "False", "--data_dir", data, "--ckpt_path", ckpt,
-            "--batch_size", "15", "--output_dir", str(tmp_path / "out"), "--fuse_bn", "off"]
+            "--batch_size", "15", "--output_dir", str(tmp_path / "out"), "--fuse_bn", "false"]
     res = validate_mod.main(args)
     assert res["reparameterized"] and not model.reparameterized
 

@@ -9,30 +9,19 @@ family name mapping, then every parameter present with the right shape), and the
 with a `mindghost_meta` JSON entry: architecture, class count, source file and sha256, eval preprocessing.
 """
 import argparse
-import hashlib
 import json
 import os
 import sys
 from typing import Any, Dict, List, Optional
 
+from ..errors import ConvertError
+from ..hub import sha256_of
 from ..weights import TORCH_SUFFIXES, CheckpointError, atomic_save, load_checkpoint
 
-__all__ = ["CONVERTER_VERSION", "ConvertError", "convert", "main", "sha256_file"]
+__all__ = ["CONVERTER_VERSION", "ConvertError", "convert", "main"]
 
 CONVERTER_VERSION = "1"
 EVAL_KEYS = ("input_size", "crop_pct", "interpolation", "mean", "std")
-
-
-class ConvertError(ValueError):
-    """A conversion refused before any weights were read (bad arguments, existing output)."""
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _source_format(path: str) -> str:
@@ -58,7 +47,7 @@ def convert(model_name: str, src: str, out: str, num_classes: Optional[int] = No
     if new_classifier and num_classes is None:
         raise ConvertError("--new_classifier needs --num_classes N (the class count of the new classifier)")
     if os.path.exists(out) and not force:
-        raise ConvertError(f"'{out}' already exists; pass --force to overwrite it")
+        raise ConvertError(f"'{out}' already exists; pass --overwrite to overwrite it")
     if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         raise ConvertError(f"the directory of --out does not exist: '{os.path.dirname(os.path.abspath(out))}'")
 
@@ -83,7 +72,7 @@ def convert(model_name: str, src: str, out: str, num_classes: Optional[int] = No
         "default_cfg": cfg,
         "source": {
             "file": os.path.basename(src),
-            "sha256": sha256_file(src),
+            "sha256": sha256_of(src),
             "format": _source_format(src),
             "ema": ema,
         },
@@ -99,20 +88,13 @@ def convert(model_name: str, src: str, out: str, num_classes: Optional[int] = No
     return meta
 
 
-def _str2bool(value) -> bool:
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected True or False, got '{value}'")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convert_weights",
         description="Convert PyTorch (.pth/.pth.tar/.pt/.bin) or MindCV (.ckpt) weights into a mindghost .ckpt. "
                     "PyTorch files are read without torch and without executing pickled code.")
+    from ..cli import add_args
+
     parser.add_argument("--to", default="mindghost", choices=("mindghost", "timm"),
                         help="mindghost: write a mindghost .ckpt (default); timm: write --ckpt_path as a "
                              ".safetensors state dict in timm's names (GhostNet v1/V2/V3) or the authors' (G-GhostNet, "
@@ -120,19 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="registered model name, e.g. ghostnet_100 (--to timm: default "
                                                       "the checkpoint's recorded one)")
     parser.add_argument("--src", "--ckpt_path", dest="src", required=True, help="source checkpoint")
-    parser.add_argument("--out", required=True, help="output file: a MindSpore checkpoint (.ckpt), or with --to timm "
-                                                     "a .safetensors file")
-    parser.add_argument("--overwrite", type=_str2bool, nargs="?", const=True, default=False,
-                        help="replace --out if it exists (same as --force)")
-    parser.add_argument("--num_classes", type=int, default=None,
-                        help="classifier size of the source weights (default: the model's, 1000 for ImageNet); with "
-                             "--new_classifier, the size of the new classifier")
-    parser.add_argument("--ema", action="store_true",
-                        help="take the EMA weights (state_dict_ema in timm checkpoints, ema.* in mindghost ones)")
-    parser.add_argument("--new_classifier", action="store_true",
-                        help="fine-tuning start: take everything but the classifier from --src, and give the output a "
-                             "fresh classifier of --num_classes outputs (the dropped keys are logged)")
-    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_args(parser, "out", "num_classes", "ema", "new_classifier", "overwrite", defaults={"num_classes": None},
+             out={"required": True},
+             helps={"out": "output file: a MindSpore checkpoint (.ckpt), or with --to timm a .safetensors file",
+                    "num_classes": "classifier size of the source weights (default: the model's, 1000 for ImageNet); "
+                                   "with --new_classifier, the size of the new classifier",
+                    "ema": "take the EMA weights (state_dict_ema in timm checkpoints, ema.* in mindghost ones)",
+                    "new_classifier": "fine-tuning start: take everything but the classifier from --src, and give "
+                                      "the output a fresh classifier of --num_classes outputs (the dropped keys are "
+                                      "logged)",
+                    "overwrite": "overwrite --out if it exists"})
     return parser
 
 
@@ -144,15 +123,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.to == "timm":
         from ..deploy.timm import export_timm
 
-        meta = export_timm(args.src, args.out, args.model, ema=args.ema, overwrite=args.force or args.overwrite,
+        meta = export_timm(args.src, args.out, args.model, ema=args.ema, overwrite=args.overwrite,
                            num_classes=args.num_classes)
         print(f"wrote {meta['tensors']} tensors of {meta['mindghost_model']} in {meta['names']} names -> {args.out}")
         return 0
     if not args.model:
         parser.error("--model is required (the registered model the weights are for)")
     try:
-        meta = convert(args.model, args.src, args.out, num_classes=args.num_classes, ema=args.ema,
-                       force=args.force or args.overwrite, new_classifier=args.new_classifier)
+        meta = convert(args.model, args.src, args.out, num_classes=args.num_classes, ema=args.ema, force=args.overwrite,
+                       new_classifier=args.new_classifier)
     except (CheckpointError, ConvertError, ValueError, OSError, RuntimeError) as e:
         if os.environ.get("MINDGHOST_TRACEBACK"):
             raise

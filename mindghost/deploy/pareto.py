@@ -35,8 +35,7 @@ def measure_model(name: str, image_size: Optional[int], batch: int, repeats: int
     import mindspore as ms
 
     from ..cpu import accelerate_on_cpu
-    from ..models import create_model, get_default_cfg, reparameterize_model
-    from ..tools.fuse import fuse_bn
+    from ..models import create_model, fuse_bn, get_default_cfg, reparameterize_model
 
     cfg = get_default_cfg(name)
     size = image_size or int(cfg.input_size[-1])

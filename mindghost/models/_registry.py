@@ -1,6 +1,7 @@
 """Model registry: `register_model`, `list_models`, `create_model` and per-variant default cfgs."""
 import difflib
 import fnmatch
+import inspect
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
@@ -38,6 +39,7 @@ class DefaultCfg:
 _model_entrypoints: Dict[str, Callable] = {}
 _model_to_family: Dict[str, str] = {}
 _model_default_cfgs: Dict[str, DefaultCfg] = {}
+_model_builders: Dict[str, Callable] = {}
 
 
 def register_model(fn: Callable) -> Callable:
@@ -68,9 +70,12 @@ def register_variants(builder: Callable[..., Any], variants: Mapping[str, Varian
     a caller's keyword (e.g. `width=`) overrides the variant's. Every family registers its models this way.
 
     The entry points belong to `builder`'s module (the family), whose `default_cfgs` must hold every name.
-    Returns {name: entry point}.
+    Returns {name: entry point}; the family file assigns each to a module attribute of that name, one line per
+    name (`ghostnet_100 = _entry["ghostnet_100"]`), so imports and editors find it (tests/test_models.py checks).
     """
-    return {name: register_model(_entrypoint(builder, name, variant)) for name, variant in variants.items()}
+    entries = {name: register_model(_entrypoint(builder, name, variant)) for name, variant in variants.items()}
+    _model_builders.update((name, builder) for name in entries)
+    return entries
 
 
 def _entrypoint(builder: Callable[..., Any], name: str, variant: Variant) -> Callable[..., Any]:
@@ -83,6 +88,70 @@ def _entrypoint(builder: Callable[..., Any], name: str, variant: Variant) -> Cal
     entrypoint.__module__ = builder.__module__
     entrypoint.__doc__ = variant.doc
     return entrypoint
+
+
+# create_model's own arguments, and the family constructors' arguments that are not architecture options
+_NOT_MODEL_KWARGS = {"self", "arch", "num_classes", "in_channels", "drop_rate", "block_fn"}
+
+
+def _check_ratio(v: Any) -> Optional[str]:
+    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 2 else "an int >= 2 (the Ghost ratio s)"
+
+
+def _check_dw_size(v: Any) -> Optional[str]:
+    ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1 and v % 2 == 1
+    return None if ok else "an odd int >= 1 (the cheap depthwise kernel d)"
+
+
+def _check_cheap_op(v: Any) -> Optional[str]:
+    from .layers import CHEAP_OPS
+
+    return None if v in CHEAP_OPS else f"one of {list(CHEAP_OPS)}"
+
+
+_VALUE_CHECKS: Dict[str, Callable[[Any], Optional[str]]] = {
+    "ratio": _check_ratio, "dw_size": _check_dw_size, "cheap_op": _check_cheap_op}
+
+
+def model_kwargs_choices(name: str) -> Dict[str, Any]:
+    """The architecture options `create_model(name, **kwargs)` takes for a registered model: {option: default}
+    (e.g. GhostNet's width, ratio, dw_size, cheap_op), read from the family constructor's signature."""
+    builder = _model_builders[_check_name(name)]
+    options: Dict[str, Any] = {}
+    for cls in inspect.getmro(builder) if inspect.isclass(builder) else (builder,):
+        init_fn = cls.__init__ if inspect.isclass(builder) else cls
+        if init_fn is object.__init__:
+            break
+        params = inspect.signature(init_fn).parameters
+        for key, p in params.items():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and key not in _NOT_MODEL_KWARGS:
+                options.setdefault(key, p.default)
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            break  # this constructor takes nothing further up the hierarchy
+    return options
+
+
+def model_kwargs_problems(name: str, kwargs: Mapping[str, Any], key: str = "model_kwargs") -> List[str]:
+    """What is wrong with architecture options `kwargs` for model `name` (messages naming `key` and the choices):
+    an option the family does not take, or a value of the wrong type or outside its choices. [] when fine."""
+    if not is_model(name):
+        return []  # the unknown model is reported on its own
+    choices = model_kwargs_choices(name)
+    problems = []
+    for option, value in kwargs.items():
+        if option not in choices:
+            problems.append(f"'{key}': {name} takes no option '{option}' (its options: {', '.join(sorted(choices))})")
+            continue
+        check = _VALUE_CHECKS.get(option)
+        default = choices[option]
+        want = check(value) if check else None
+        if check is None and default is not None and default is not inspect.Parameter.empty:
+            same_kind = isinstance(value, type(default)) or (isinstance(default, float) and isinstance(value, int))
+            want = None if same_kind and not (isinstance(value, bool) and not isinstance(default, bool)) \
+                else f"a {type(default).__name__}"
+        if want:
+            problems.append(f"'{key}': {option} of {name} must be {want}, got {value!r}")
+    return problems
 
 
 def list_models(pattern: str = "*", family: str = "") -> List[str]:

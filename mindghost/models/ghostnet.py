@@ -55,16 +55,17 @@ class GhostBottleneck(nn.Cell):
         se_ratio: float = 0.0,
         ratio: int = 2,
         dw_size: int = 3,
+        cheap_op: str = "dw",
     ) -> None:
         super().__init__()
         self.stride = stride
-        self.ghost1 = GhostModule(in_chs, mid_chs, ratio=ratio, dw_size=dw_size, relu=True)
+        self.ghost1 = GhostModule(in_chs, mid_chs, ratio=ratio, dw_size=dw_size, relu=True, cheap_op=cheap_op)
         if stride > 1:
             self.conv_dw = conv2d(mid_chs, mid_chs, dw_kernel_size, stride, groups=mid_chs)
             self.bn_dw = nn.BatchNorm2d(mid_chs)
         self.has_se = se_ratio > 0
         self.se = SqueezeExcite(mid_chs, rd_ratio=se_ratio, divisor=4) if self.has_se else None
-        self.ghost2 = GhostModule(mid_chs, out_chs, ratio=ratio, dw_size=dw_size, relu=False)
+        self.ghost2 = GhostModule(mid_chs, out_chs, ratio=ratio, dw_size=dw_size, relu=False, cheap_op=cheap_op)
         if in_chs == out_chs and stride == 1:
             self.shortcut = nn.Identity()
         else:
@@ -87,7 +88,8 @@ class GhostBottleneck(nn.Cell):
 
 
 class GhostNet(FeatureMixin, ClassifierHeadMixin, nn.Cell):
-    """GhostNet v1 with any width multiplier and any Ghost-module ratio `ratio` (s) and cheap kernel `dw_size` (d)."""
+    """GhostNet v1 with any width multiplier, Ghost-module ratio `ratio` (s), cheap kernel `dw_size` (d) and cheap
+    operation `cheap_op` (`layers.CHEAP_OPS`: `dw`, the paper's depthwise conv, or `affine`, `mixed`, `haar`)."""
 
     def __init__(
         self,
@@ -99,13 +101,14 @@ class GhostNet(FeatureMixin, ClassifierHeadMixin, nn.Cell):
         ratio: int = 2,
         dw_size: int = 3,
         block_fn: Optional[Callable[[int, int, int, int, BlockSpec], nn.Cell]] = None,
+        cheap_op: str = "dw",
     ) -> None:
         """`block_fn(index, in_chs, mid_chs, out_chs, spec)` builds each bottleneck (GhostNetV2 passes its own)."""
         super().__init__()
         if block_fn is None:
             def block_fn(index: int, in_chs: int, mid_chs: int, out_chs: int, spec: BlockSpec) -> nn.Cell:
                 return GhostBottleneck(in_chs, mid_chs, out_chs, spec.kernel, spec.stride, spec.se_ratio,
-                                       ratio=ratio, dw_size=dw_size)
+                                       ratio=ratio, dw_size=dw_size, cheap_op=cheap_op)
         self.num_classes = num_classes
         stem_chs = make_divisible(16 * width, 4)
         self.conv_stem = conv2d(in_channels, stem_chs, 3, 2)
@@ -175,8 +178,13 @@ default_cfgs = {
     "ghostnet_130": _cfg(paper_top1=75.7),
 }
 
-register_variants(GhostNet, {
+_entry = register_variants(GhostNet, {
     "ghostnet_050": Variant({"width": 0.5}, "GhostNet-0.5x: 2.59M params, 42.3M MACs at 224."),
     "ghostnet_100": Variant({"width": 1.0}, "GhostNet-1.0x: 5.18M params, 141.2M MACs at 224."),
     "ghostnet_130": Variant({"width": 1.3}, "GhostNet-1.3x: 7.36M params, 227.0M MACs at 224."),
 })
+
+# One line per registered name, so that `from mindghost.models.<family> import <name>` works and editors find it.
+ghostnet_050 = _entry["ghostnet_050"]
+ghostnet_100 = _entry["ghostnet_100"]
+ghostnet_130 = _entry["ghostnet_130"]

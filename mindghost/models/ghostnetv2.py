@@ -60,8 +60,9 @@ class GhostModuleV2(GhostModule):
     """
 
     def __init__(self, inp: int, oup: int, kernel_size: int = 1, ratio: int = 2, dw_size: int = 3,
-                 stride: int = 1) -> None:
-        super().__init__(inp, oup, kernel_size=kernel_size, ratio=ratio, dw_size=dw_size, stride=stride, relu=True)
+                 stride: int = 1, cheap_op: str = "dw") -> None:
+        super().__init__(inp, oup, kernel_size=kernel_size, ratio=ratio, dw_size=dw_size, stride=stride, relu=True,
+                         cheap_op=cheap_op)
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2, pad_mode="valid")  # floor mode, as F.avg_pool2d
         self.short_conv = dfc_short_conv(inp, oup, kernel_size, stride)
         self.gate = nn.Sigmoid()
@@ -80,25 +81,26 @@ class GhostBottleneckV2(GhostBottleneck):
     """GhostNet v1's bottleneck, with DFC attention on the expansion Ghost module when `attn` is set."""
 
     def __init__(self, in_chs: int, mid_chs: int, *args: Any, attn: bool = True, ratio: int = 2, dw_size: int = 3,
-                 **kwargs: Any) -> None:
+                 cheap_op: str = "dw", **kwargs: Any) -> None:
         """`GhostBottleneck`'s arguments (in_chs, mid_chs, out_chs, dw_kernel_size, stride, se_ratio, ratio,
-        dw_size) plus `attn`."""
-        super().__init__(in_chs, mid_chs, *args, ratio=ratio, dw_size=dw_size, **kwargs)
+        dw_size, cheap_op) plus `attn`."""
+        super().__init__(in_chs, mid_chs, *args, ratio=ratio, dw_size=dw_size, cheap_op=cheap_op, **kwargs)
         if attn:  # replaces v1's plain module (same construct, same names plus `short_conv.*`)
-            self.ghost1 = GhostModuleV2(in_chs, mid_chs, ratio=ratio, dw_size=dw_size)
+            self.ghost1 = GhostModuleV2(in_chs, mid_chs, ratio=ratio, dw_size=dw_size, cheap_op=cheap_op)
 
 
 class GhostNetV2(GhostNet):
     """GhostNetV2 with any width multiplier; bottlenecks with a global index ≥ `attn_from` use DFC attention."""
 
-    def __init__(self, *args: Any, attn_from: int = 2, ratio: int = 2, dw_size: int = 3, **kwargs: Any) -> None:
-        """`GhostNet`'s arguments (arch, num_classes, width, in_channels, drop_rate, ratio, dw_size) plus
+    def __init__(self, *args: Any, attn_from: int = 2, ratio: int = 2, dw_size: int = 3, cheap_op: str = "dw",
+                 **kwargs: Any) -> None:
+        """`GhostNet`'s arguments (arch, num_classes, width, in_channels, drop_rate, ratio, dw_size, cheap_op) plus
         `attn_from`, the first bottleneck index with DFC attention."""
         def block_fn(index: int, in_chs: int, mid_chs: int, out_chs: int, spec: BlockSpec) -> nn.Cell:
             return GhostBottleneckV2(in_chs, mid_chs, out_chs, spec.kernel, spec.stride, spec.se_ratio,
-                                     attn=index >= attn_from, ratio=ratio, dw_size=dw_size)
+                                     attn=index >= attn_from, ratio=ratio, dw_size=dw_size, cheap_op=cheap_op)
 
-        super().__init__(*args, ratio=ratio, dw_size=dw_size, block_fn=block_fn, **kwargs)
+        super().__init__(*args, ratio=ratio, dw_size=dw_size, block_fn=block_fn, cheap_op=cheap_op, **kwargs)
 
 
 def checkpoint_filter_fn(state_dict: Mapping[str, object], model: nn.Cell) -> Dict[str, np.ndarray]:
@@ -120,8 +122,13 @@ default_cfgs = {
     "ghostnetv2_160": _cfg(paper_top1=77.8),
 }
 
-register_variants(GhostNetV2, {
+_entry = register_variants(GhostNetV2, {
     "ghostnetv2_100": Variant({"width": 1.0}, "GhostNetV2-1.0x: 6.16M params, 167.0M MACs at 224."),
     "ghostnetv2_130": Variant({"width": 1.3}, "GhostNetV2-1.3x: 8.96M params, 269.3M MACs at 224."),
     "ghostnetv2_160": Variant({"width": 1.6}, "GhostNetV2-1.6x: 12.39M params, 398.6M MACs at 224."),
 })
+
+# One line per registered name, so that `from mindghost.models.<family> import <name>` works and editors find it.
+ghostnetv2_100 = _entry["ghostnetv2_100"]
+ghostnetv2_130 = _entry["ghostnetv2_130"]
+ghostnetv2_160 = _entry["ghostnetv2_160"]

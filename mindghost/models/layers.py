@@ -1,8 +1,11 @@
-"""Building blocks shared by the Ghost family: width rounding, activations, SE, conv-BN-act, the Ghost module."""
+"""Building blocks shared by the Ghost family: width rounding, activations, SE, conv-BN-act, the Ghost module and
+its cheap operations."""
 import math
-from typing import Optional, Tuple, Type
+from typing import List, Optional, Tuple, Type
 
-from mindspore import Tensor, nn, ops
+import numpy as np
+
+from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common import initializer as init
 
 
@@ -91,12 +94,120 @@ def ghost_split(out_channels: int, ratio: int) -> Tuple[int, int, bool]:
     return intrinsic, cheap, intrinsic + cheap != out_channels
 
 
-class GhostModule(nn.Cell):
-    """Ghost module: a primary k×k conv makes ceil(oup/s) channels, a cheap d×d depthwise conv makes the
-    other (s-1)/s, and the concatenation is cut to `oup` channels.
+# The Ghost module's cheap linear operation Φ (GhostNet paper, Sec. 3.1: "other linear operations such as affine
+# transformation and wavelet transformation"; the paper itself uses depthwise convs). `dw` is the paper's.
+CHEAP_OPS = ("dw", "affine", "mixed", "haar")
+MIXED_KERNELS = (3, 5, 7)  # MixConv (Tan & Le, BMVC 2019): channel groups with growing depthwise kernels
 
-    The cut is emitted only when it removes channels: a no-op StridedSlice is slow on CPU and breaks nothing
-    by its absence (the outputs are bit-identical).
+
+def _split_groups(channels: int, groups: int) -> List[int]:
+    """MixConv's equal split: `channels` into `groups` near-equal parts, the remainder to the first ones."""
+    groups = min(groups, channels)
+    return [channels // groups + (1 if i < channels % groups else 0) for i in range(groups)]
+
+
+class MixedDepthwise(nn.Cell):
+    """Depthwise convs of kernels 3, 5, 7 (MixConv) over channel groups of the intrinsic maps, each with its own BN.
+
+    Input (N, C, H, W) → output (N, C × multiplier, H, W), in the order a grouped conv with `group=C` gives (the
+    ghost maps of intrinsic channel c at c × multiplier ...). The groups split the C input channels as MixConv
+    does; every group's conv+BN pair is an ordinary `nn.Conv2d` + `nn.BatchNorm2d`, so BN folding and the CPU
+    depthwise kernel apply to each. Fewer than 3 input channels use the first kernels only.
+    """
+
+    def __init__(self, channels: int, multiplier: int, kernels: Tuple[int, ...] = MIXED_KERNELS) -> None:
+        super().__init__()
+        self.splits = tuple(_split_groups(channels, len(kernels)))
+        self.convs = nn.CellList([
+            nn.SequentialCell([conv2d(c, c * multiplier, k, groups=c), nn.BatchNorm2d(c * multiplier)])
+            for c, k in zip(self.splits, kernels)])
+        self.offsets = tuple(int(v) for v in np.cumsum((0,) + self.splits))
+
+    def construct(self, x: Tensor) -> Tensor:
+        outs = []
+        for i, conv in enumerate(self.convs):
+            outs.append(conv(x[:, self.offsets[i]:self.offsets[i + 1]]))
+        return ops.concat(outs, axis=1)
+
+
+class ChannelAffine(nn.Cell):
+    """The cheapest cheap operation: each ghost map is a learnable scale and shift of one intrinsic map.
+
+    Input (N, C, H, W) → output (N, C × multiplier, H, W); output channel j = weight[j] · x[:, j // multiplier] +
+    bias[j] (the channel order of a depthwise conv with multiplier `multiplier`). No spatial mixing and no
+    normalisation: the paper's d = 1 depthwise conv + BN is the same map at inference but normalises while
+    training. Initialised to the identity copy (weight 1, bias 0).
+    """
+
+    def __init__(self, channels: int, multiplier: int) -> None:
+        super().__init__()
+        self.multiplier = multiplier
+        out = channels * multiplier
+        self.weight = Parameter(Tensor(np.ones((1, out, 1, 1), np.float32)), name="weight")
+        self.bias = Parameter(Tensor(np.zeros((1, out, 1, 1), np.float32)), name="bias")
+
+    def construct(self, x: Tensor) -> Tensor:
+        if self.multiplier > 1:  # (N, C, H, W) → (N, C·m, H, W), channel c repeated m times in place
+            n, c, h, w = x.shape
+            x = ops.reshape(ops.tile(ops.expand_dims(x, 2), (1, 1, self.multiplier, 1, 1)),
+                            (n, c * self.multiplier, h, w))
+        return x * self.weight + self.bias
+
+
+def haar_filters(multiplier: int) -> np.ndarray:
+    """Fixed 2-D Haar wavelet filters for a depthwise conv: (multiplier, 3, 3) float32, filter m = the m-th of the
+    three detail filters (horizontal, vertical, diagonal) then the average, cycling when multiplier > 4.
+
+    Each 2×2 Haar filter (±1/2 entries, unit norm) sits in the lower-right 2×2 of a 3×3 kernel, so the conv keeps
+    the symmetric padding of 1 (same size, exports to ONNX like every other conv): output (i, j) reads the 2×2
+    window x[i:i+2, j:j+2].
+    """
+    basis = 0.5 * np.array([[[1, 1], [-1, -1]],    # horizontal detail (LH)
+                            [[1, -1], [1, -1]],    # vertical detail (HL)
+                            [[1, -1], [-1, 1]],    # diagonal detail (HH)
+                            [[1, 1], [1, 1]]],     # average (LL)
+                           np.float32)
+    out = np.zeros((multiplier, 3, 3), np.float32)
+    for m in range(multiplier):
+        out[m, 1:, 1:] = basis[m % 4]
+    return out
+
+
+def make_cheap_operation(channels: int, new_channels: int, dw_size: int = 3, cheap_op: str = "dw",
+                         relu: bool = True) -> nn.SequentialCell:
+    """The Ghost module's cheap operation Φ: `channels` intrinsic maps → `new_channels` ghost maps (a multiple).
+
+    - `dw`: a d×d depthwise conv + BN (the paper's; cells `0` conv, `1` BN — MindCV/PyTorch names);
+    - `affine`: `ChannelAffine`, a per-map scale and shift (no BN);
+    - `mixed`: `MixedDepthwise`, depthwise kernels 3/5/7 over channel groups, BN per group (`dw_size` unused);
+    - `haar`: fixed Haar filters (`haar_filters`, not trained) depthwise + BN, whose γ is the learnable
+      per-map scale (`dw_size` unused).
+    Each is followed by ReLU when `relu`. Raises ValueError for another name.
+    """
+    if cheap_op not in CHEAP_OPS:
+        raise ValueError(f"cheap_op must be one of {list(CHEAP_OPS)}, got {cheap_op!r}")
+    multiplier = new_channels // channels
+    act = nn.ReLU() if relu else nn.Identity()
+    if cheap_op == "dw":
+        return nn.SequentialCell([conv2d(channels, new_channels, dw_size, groups=channels),
+                                  nn.BatchNorm2d(new_channels), act])
+    if cheap_op == "affine":
+        return nn.SequentialCell([ChannelAffine(channels, multiplier), act])
+    if cheap_op == "mixed":
+        return nn.SequentialCell([MixedDepthwise(channels, multiplier), act])
+    conv = conv2d(channels, new_channels, 3, groups=channels)
+    conv.weight.set_data(Tensor(np.tile(haar_filters(multiplier), (channels, 1, 1))[:, None]))
+    conv.weight.requires_grad = False
+    conv.fixed_weights = True  # `init_weights` leaves it alone
+    return nn.SequentialCell([conv, nn.BatchNorm2d(new_channels), act])
+
+
+class GhostModule(nn.Cell):
+    """Ghost module: a primary k×k conv makes ceil(oup/s) channels, a cheap operation (default: a d×d depthwise
+    conv, see `make_cheap_operation`) makes the other (s-1)/s, and the concatenation is cut to `oup` channels.
+
+    Input (N, inp, H, W) → output (N, oup, H/stride, W/stride). The cut is emitted only when it removes channels:
+    a no-op StridedSlice is slow on CPU and breaks nothing by its absence (the outputs are bit-identical).
     """
 
     def __init__(
@@ -108,6 +219,7 @@ class GhostModule(nn.Cell):
         dw_size: int = 3,
         stride: int = 1,
         relu: bool = True,
+        cheap_op: str = "dw",
     ) -> None:
         super().__init__()
         self.oup = oup
@@ -117,11 +229,7 @@ class GhostModule(nn.Cell):
             nn.BatchNorm2d(init_channels),
             nn.ReLU() if relu else nn.Identity(),
         ])
-        self.cheap_operation = nn.SequentialCell([
-            conv2d(init_channels, new_channels, dw_size, groups=init_channels),
-            nn.BatchNorm2d(new_channels),
-            nn.ReLU() if relu else nn.Identity(),
-        ])
+        self.cheap_operation = make_cheap_operation(init_channels, new_channels, dw_size, cheap_op, relu)
 
     def construct(self, x: Tensor) -> Tensor:
         x1 = self.primary_conv(x)
@@ -135,6 +243,8 @@ class GhostModule(nn.Cell):
 def init_weights(model: nn.Cell) -> None:
     """Explicit init for a conv net: He-normal (fan_out) convs, N(0, 0.01) linear, BN γ=1 β=0, zero biases."""
     for _, cell in model.cells_and_names():
+        if isinstance(cell, nn.Conv2d) and getattr(cell, "fixed_weights", False):
+            continue  # a fixed filter bank (the `haar` cheap op)
         if isinstance(cell, nn.Conv2d):
             cell.weight.set_data(init.initializer(init.HeNormal(mode="fan_out", nonlinearity="relu"),
                                                   cell.weight.shape, cell.weight.dtype))

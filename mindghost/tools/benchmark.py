@@ -1,7 +1,7 @@
 """Speed of a registered model in this process: inference latency and throughput, train-step throughput and
 compile time, optionally against in-process peers, and the input pipeline alone.
 
-    python -m mindghost.tools.benchmark --model ghostnet_100 --img_size 224 --batch 32 \
+    python -m mindghost.tools.benchmark --model ghostnet_100 --image_size 224 --batch_size 32 \
         --peers fused no_kernel mindcv onnxruntime --repeats 5 --warmup 1 --json bench.json
 
 Implementations: `mindghost` (the model as train.py/validate.py run it: `create_model`, then on CPU
@@ -13,7 +13,7 @@ floor are research harnesses outside the package: `python benchmarks/compare.py`
 Tasks (MindSpore in GRAPH mode; every timed call ends with a copy of the output to NumPy, which waits for
 the device):
 - `latency`: one batch-1 forward (ms).
-- `infer`: one batch-`--batch` forward (img/s).
+- `infer`: one batch-`--batch_size` forward (img/s).
 - `train`: one forward + backward + SGD-momentum update of a batch, compiled as a single graph
   (`TrainOneStepCell`); onnxruntime has no train step.
 For each task every implementation's first call is timed alone (graph compile + one run), then all get
@@ -21,7 +21,7 @@ For each task every implementation's first call is timed alone (graph compile + 
 that load from other processes falls on all of them alike, each call after `--settle` seconds of idle time (the
 thread pools of the previous implementation spin for a while after each call); the median of each is reported
 with speed ratios against mindghost (against torch when benchmarks/compare.py ran it).
-The input pipeline (JPEG decode + MindCV's train transforms + batching) is timed per `--workers` value on
+The input pipeline (JPEG decode + MindCV's train transforms + batching) is timed per `--num_workers` value on
 `--data_dir` or on a generated folder of JPEGs, and compared with the train-step throughput.
 """
 import argparse
@@ -162,7 +162,7 @@ def time_input_pipeline(data_dir: str, split: str, img_size: int, batch: int, wo
         from ..errors import UsageError
 
         raise UsageError(f"the pipeline timing needs more than one batch of {batch} images in {data_dir}/{split}: "
-                         "raise --pipeline_images, lower --batch, or pass --no_pipeline")
+                         "raise --pipeline_images, lower --batch_size, or pass --pipeline false")
     return {"img_per_s": images / elapsed, "images_timed": images, "first_batch_s": first_batch_s,
             "workers": workers}
 
@@ -225,21 +225,25 @@ def format_table(results: Dict[str, Dict[str, float]], batch: int, reference: st
 def build_parser(peers: Sequence[str] = IN_PROCESS_PEERS, peer_help: str = PEER_HELP,
                  prog: str = "python -m mindghost.tools.benchmark") -> argparse.ArgumentParser:
     """The benchmark's options; benchmarks/compare.py extends it with its subprocess peers."""
+    from ..cli import add_alias, add_args
+
     parser = argparse.ArgumentParser(prog=prog, description="Benchmark a registered model (GRAPH mode), "
                                      "optionally against peers.")
-    parser.add_argument("--model", default="", help="registered model name")
+    add_args(parser, "model", "image_size", "batch_size", "num_classes", "ckpt_path",
+             defaults={"model": None, "image_size": None, "batch_size": 32, "num_classes": None},
+             helps={"model": "registered model name (default: the one --ckpt_path records)",
+                    "image_size": "input resolution (default: the checkpoint's recorded eval size, else the model's "
+                                  "cfg)",
+                    "batch_size": "batch of the throughput and train-step tasks",
+                    "num_classes": "classifier size (default: the checkpoint's recorded one, else the model's cfg)",
+                    "ckpt_path": "optional weights to time (built as validate.py builds them): their recorded image "
+                                 "size, class count and input channels are used unless given (the speed hardly "
+                                 "depends on them)"})
     parser.add_argument("--models", default="", help="a pattern of registered models ('ghost*'): each in its inference "
-                        "form, batch-1 latency and batch --batch throughput, against the published top-1 "
+                        "form, batch-1 latency and batch --batch_size throughput, against the published top-1 "
                         "(mindghost.deploy.pareto; --peers onnxruntime adds onnxruntime fp32 and INT8)")
     parser.add_argument("--pareto", default="", metavar="FILE.png",
                         help="with --models: draw latency against published top-1 here, the JSON beside it")
-    parser.add_argument("--img_size", type=int, default=None,
-                        help="input resolution (default: the checkpoint's recorded eval size, else the model's cfg)")
-    parser.add_argument("--batch", type=int, default=32, help="batch of the throughput and train-step tasks")
-    parser.add_argument("--num_classes", type=int, default=None,
-                        help="classifier size (default: the checkpoint's recorded one, else the model's cfg)")
-    parser.add_argument("--ckpt_path", default="", help="optional weights to time: their recorded image size, "
-                        "class count and input channels are used unless given (the speed hardly depends on them)")
     parser.add_argument("--peers", nargs="*", default=[], choices=list(peers), help=peer_help)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--teacher", default="", help="train task: a knowledge-distillation step with this registered "
@@ -249,66 +253,71 @@ def build_parser(peers: Sequence[str] = IN_PROCESS_PEERS, peer_help: str = PEER_
     parser.add_argument("--settle", type=float, default=0.2, metavar="SECONDS",
                         help="idle time before each timed call: OpenMP/oneDNN/MindSpore worker threads spin for a "
                              "while after a call and would otherwise slow down whichever implementation runs next")
-    parser.add_argument("--data_dir", default="", help="ImageFolder root for the input-pipeline timing "
-                        "(default: generate --pipeline_images JPEGs in a temp folder)")
-    parser.add_argument("--data_split", default="train")
+    add_args(parser, "data_dir", "train_split", defaults={"data_dir": ""},
+             helps={"data_dir": "ImageFolder root for the input-pipeline timing (default: generate "
+                                "--pipeline_images JPEGs in a temp folder)",
+                    "train_split": "the split of --data_dir the input pipeline reads"})
+    add_alias(parser, "data_split", "train_split")
     parser.add_argument("--pipeline_images", type=int, default=512,
                         help="images to time the input pipeline on (generated, or the first of --data_dir)")
     parser.add_argument("--auto_augment", default=None, help="e.g. randaug-m9-mstd0.5, as in the recipes")
-    parser.add_argument("--no_pipeline", action="store_true", help="skip the input-pipeline timing")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0],
-                        help="pipeline workers; several values time each (default: one per core)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU kernel threads (default: one per core)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", default="", help="write all numbers (and raw samples) to this file")
+    add_args(parser, "pipeline", "num_workers", "cpu_threads", "device", "json",
+             defaults={"num_workers": [0]}, num_workers={"nargs": "+"},
+             helps={"num_workers": "input-pipeline workers; several values time each (0: one per core)",
+                    "cpu_threads": "CPU kernel threads (0: one per core)",
+                    "json": "write all numbers (and raw samples) to this file"})
     return parser
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse impossible values before anything is built (argparse's error: usage line, exit 2)."""
-    if args.repeats < 1 or args.batch < 1:
-        parser.error("--repeats and --batch must be >= 1")
+    if args.repeats < 1 or args.batch_size < 1:
+        parser.error("--repeats and --batch_size must be >= 1")
+    if not args.model and not getattr(args, "ckpt_path", ""):
+        parser.error("pass --model (a registered name), or --ckpt_path of a checkpoint that records its model")
     from ..models import get_default_cfg
 
-    try:
-        get_default_cfg(args.model)
-    except ValueError as e:  # names the registered models and close matches
-        parser.error(str(e))
+    if args.model:
+        try:
+            get_default_cfg(args.model)
+        except ValueError as e:  # names the registered models and close matches
+            parser.error(str(e))
     resolve_checkpoint_args(args)
 
 
 def resolve_checkpoint_args(args: argparse.Namespace) -> None:
-    """Fill `args.img_size`, `args.num_classes` and `args.in_channels`: the user's value, else what `--ckpt_path`
-    records (a model trained at 32 px is timed at 32 px, and said so), else the model's default cfg. A checkpoint of
-    another model, another class count or a run directory is refused (CheckpointError, exit 2)."""
-    from ..inference import resolve_inference_setup, setup_from_checkpoint
+    """Fill `args.model`, `args.image_size`, `args.num_classes`, `args.in_channels` and `args.source` (the
+    `inference.InferenceSource` of the weights): the user's value, else what `--ckpt_path` records (a model trained
+    at 32 px is timed at 32 px, and said so), else the model's default cfg. A checkpoint of another model, another
+    class count or a run directory is refused (CheckpointError, exit 2)."""
+    from ..inference import resolve_source
 
-    explicit = {"image_size": args.img_size, "num_classes": args.num_classes}
-    flags = {"image_size": "--img_size"}
-    if getattr(args, "ckpt_path", ""):
-        _, setup = setup_from_checkpoint(args.ckpt_path, args.model, explicit, flags)
-        for line in setup.messages():
+    explicit = {"image_size": args.image_size, "num_classes": args.num_classes}
+    ckpt_path = getattr(args, "ckpt_path", "")
+    source = resolve_source(ckpt_path, args.model, explicit, random_weights=not ckpt_path)
+    if ckpt_path:
+        for line in source.setup.messages():
             print(line)
-    else:
-        setup = resolve_inference_setup({}, args.model, explicit, flags=flags)
-    args.img_size, args.num_classes, args.in_channels = setup.image_size, setup.num_classes, setup.in_channels
+    setup = source.setup
+    args.model, args.image_size, args.num_classes = setup.model, setup.image_size, setup.num_classes
+    args.in_channels, args.source = setup.in_channels, source
 
 
 def _model_builders(args, device: str, skipped: Dict[str, str],
                     trace_shape: Sequence[int]) -> Dict[str, Callable[[], object]]:
     """A fresh model per call for each in-process MindSpore implementation (a train step changes its model);
-    `trace_shape` is the batch-1 input shape BN folding traces with."""
-    from ..models import create_model, reparameterize_model
-    from .fuse import fuse_bn
+    `trace_shape` is the batch-1 input shape BN folding traces with. Inference models come from
+    `inference.build_inference_model` (as validate.py runs them: GhostNetV3 fused, CPU pass on CPU)."""
+    from ..inference import build_inference_model
+    from ..models import create_model
 
     def mindghost_model(fuse: bool = False, train: bool = False, **accelerate_kwargs):
+        if not train:
+            return build_inference_model(source=args.source, fuse_bn="true" if fuse else "false", device=device,
+                                         cpu_options=accelerate_kwargs).model
         model = create_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels,
                              checkpoint_path=getattr(args, "ckpt_path", "") or None)
-        if not train:  # inference runs the fused form, as validate and export do (GhostNetV3; else a no-op)
-            reparameterize_model(model)
-        if fuse:
-            model = fuse_bn(model, input_shape=trace_shape)
-        if device == "CPU":  # the speed-ups train.py and validate.py apply on CPU
+        if device == "CPU":  # the speed-ups train.py applies on CPU
             from ..cpu import accelerate
 
             accelerate(model, **accelerate_kwargs)
@@ -352,10 +361,9 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
     `children` are peers in other processes (benchmarks/peers.py): objects with `runner(task) -> Runner` and
     `info`; their calls interleave with the in-process ones. `skipped` maps peers that could not run to why.
     """
-    from ..runtime import num_cores
-    from .export import setup_mindspore
+    from ..runtime import num_cores, setup_context
 
-    setup_mindspore(device, mode="graph", cpu_threads=args.threads)
+    setup_context(device, mode="graph", cpu_threads=args.cpu_threads)
     import mindspore as ms
 
     from ..models import get_default_cfg
@@ -363,12 +371,12 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
     children = children or {}
     skipped = dict(skipped or {})
     cfg = get_default_cfg(args.model)
-    threads = args.threads or num_cores()
-    img_size = args.img_size or cfg.input_size[-1]
+    threads = args.cpu_threads or num_cores()
+    img_size = args.image_size or cfg.input_size[-1]
     chans = getattr(args, "in_channels", None) or cfg.input_size[0]
     rng = np.random.default_rng(0)  # the same draws as benchmarks/worker.make_inputs
     x1 = rng.standard_normal((1, chans, img_size, img_size)).astype(np.float32)
-    xb = rng.standard_normal((args.batch, chans, img_size, img_size)).astype(np.float32)
+    xb = rng.standard_normal((args.batch_size, chans, img_size, img_size)).astype(np.float32)
 
     builders = _model_builders(args, device, skipped, x1.shape)
     tmp = tempfile.TemporaryDirectory(prefix="mindghost_bench_")
@@ -379,15 +387,13 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
         except ImportError:
             skipped["onnxruntime"] = "onnxruntime is not installed (pip install onnxruntime)"
         else:
-            from ..models import create_model, reparameterize_model
+            from ..inference import build_inference_model
             from .export import export_model
-            from .fuse import fuse_bn
 
-            plain = fuse_bn(reparameterize_model(create_model(args.model, num_classes=args.num_classes,
-                                                              in_channels=chans)),
-                            input_shape=x1.shape)
+            # the folded model as export writes it (no CPU pass: a graph file holds plain cells)
+            plain = build_inference_model(source=args.source, fuse_bn="true", device=device, cpu_pass=False).model
             needed = [(1, x1)] if "latency" in args.tasks else []
-            needed += [(args.batch, xb)] if "infer" in args.tasks else []
+            needed += [(args.batch_size, xb)] if "infer" in args.tasks else []
             for b, x in needed:
                 onnx_paths.setdefault(b, export_model(plain, x, os.path.join(tmp.name, f"b{b}"), "onnx"))
     for peer, why in skipped.items():
@@ -397,7 +403,7 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
     load_before = os.getloadavg()
     raw: Dict[str, Dict[str, Dict[str, float]]] = {}
     for task in args.tasks:
-        if task == "infer" and args.batch == 1 and "latency" in args.tasks:
+        if task == "infer" and args.batch_size == 1 and "latency" in args.tasks:
             continue  # the same measurement
         x = x1 if task == "latency" else xb
         runners: Dict[str, Runner] = {}
@@ -416,25 +422,25 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
         print(f"timing {task} (batch {x.shape[0]}): {', '.join(runners)}: first call, {args.warmup} warm-up, "
               f"{args.repeats} interleaved rounds", flush=True)
         raw[task] = run_interleaved(runners, args.warmup, args.repeats, args.settle)
-    if "infer" not in raw and args.batch == 1 and "latency" in raw:
+    if "infer" not in raw and args.batch_size == 1 and "latency" in raw:
         raw["infer"] = raw["latency"]
     load_after = os.getloadavg()
-    results = summarize(raw, args.batch)
+    results = summarize(raw, args.batch_size)
 
     pipelines = []
-    if not args.no_pipeline:
+    if args.pipeline:
         data_dir, source = args.data_dir, args.data_dir
         if not data_dir:
             data_dir = make_jpeg_folder(os.path.join(tmp.name, "images"), args.pipeline_images)
             source = f"{args.pipeline_images} generated 500x375 JPEGs"
-        for workers in args.workers:
+        for workers in args.num_workers:
             workers = workers or num_cores()
             if workers > (os.cpu_count() or 1):  # MindSpore's dataset refuses more workers than CPUs
                 skipped[f"pipeline_workers_{workers}"] = f"MindSpore allows at most {os.cpu_count()} workers here"
                 print(f"skipping the input pipeline with {workers} workers: {skipped[f'pipeline_workers_{workers}']}")
                 continue
             print(f"timing the input pipeline on {source} with {workers} workers", flush=True)
-            row = time_input_pipeline(data_dir, args.data_split, img_size, args.batch, workers,
+            row = time_input_pipeline(data_dir, args.train_split, img_size, args.batch_size, workers,
                                       args.auto_augment, args.pipeline_images if args.data_dir else 0, chans)
             row.update(source=source, auto_augment=args.auto_augment)
             train = results.get("mindghost", {}).get("train_img_per_s")
@@ -450,7 +456,7 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
         except ImportError:
             pass
     return {"model": args.model, "teacher": getattr(args, "teacher", "") or None, "img_size": img_size,
-            "chans": chans, "batch": args.batch, "repeats": args.repeats,
+            "chans": chans, "batch": args.batch_size, "repeats": args.repeats,
             "warmup": args.warmup, "settle_s": args.settle, "device": device, "threads": threads,
             "versions": versions, "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "load_average": {"before": load_before[0], "after": load_after[0]},
@@ -494,8 +500,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     device, note = prepare_environment(args.device)  # before MindSpore loads: the CPU fast path
     if args.models:
         return _pareto(parser, args, device)
-    if not args.model:
-        parser.error("pass --model NAME (one model, all tasks) or --models PATTERN (the speed/accuracy picture)")
     check_args(parser, args)
     report = measure(args, device)
     print_report(report)
@@ -508,17 +512,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _pareto(parser: argparse.ArgumentParser, args: argparse.Namespace, device: str) -> int:
     """`--models PATTERN [--pareto FILE.png]`: mindghost.deploy.pareto over the matching models."""
-    if args.repeats < 1 or args.batch < 1:
-        parser.error("--repeats and --batch must be >= 1")
+    if args.repeats < 1 or args.batch_size < 1:
+        parser.error("--repeats and --batch_size must be >= 1")
     if set(args.peers) - {"onnxruntime"}:
         parser.error("--models takes only --peers onnxruntime")
     from ..deploy import pareto
-    from .export import setup_mindspore
+    from ..runtime import setup_context
 
-    setup_mindspore(device, mode="graph", cpu_threads=args.threads)
+    setup_context(device, mode="graph", cpu_threads=args.cpu_threads)
     partial = os.path.splitext(args.pareto)[0] + ".json" if args.pareto else args.json
-    report = pareto.measure_all(args.models, args.img_size, args.batch, args.repeats, args.warmup, args.peers, device,
-                                partial_json=partial)
+    report = pareto.measure_all(args.models, args.image_size, args.batch_size, args.repeats, args.warmup, args.peers,
+                                device, partial_json=partial)
     if report["not_plotted"]:
         print(f"no published top-1 (listed, not plotted): {', '.join(report['not_plotted'])}")
     if args.pareto:

@@ -101,11 +101,18 @@ def format_summary(summary: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    from ..cli import add_args
+
     parser = argparse.ArgumentParser(prog="python -m mindghost.tools.plots",
                                      description="Redraw curves.png and print a summary from a run directory.")
     parser.add_argument("--run_dir", required=True, help="a training run directory (holds metrics.jsonl)")
-    parser.add_argument("--out", default="", help="PNG path (default: <run_dir>/curves.png)")
+    add_args(parser, "out", helps={"out": "PNG path (default: <run_dir>/curves.png)"})
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not matplotlib_available():
         return 2

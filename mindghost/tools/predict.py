@@ -1,4 +1,4 @@
-"""Classify images with a checkpoint or an exported MINDIR / ONNX file: top-k class names and probabilities.
+"""Classify images with a checkpoint or an exported MINDIR file: top-k class names and probabilities.
 
     python -m mindghost.tools.predict --ckpt_path runs/x/checkpoints/best.ckpt photos/ extra/*.jpg --top_k 3 \
         --out predictions.csv
@@ -8,9 +8,9 @@ Each image gets validation's eval preprocessing (`mindghost.inference.eval_trans
 crop_pct, center crop, normalize; a grey-scale model (in_channels 1) gets each image decoded as L, the luma of a
 colour file), with the values the checkpoint recorded at training time (image size, crop_pct, interpolation,
 mean/std; the model's default cfg where it records none); `--image_size` and the other
-preprocessing flags override them with a warning. `--mindir FILE` runs an exported graph instead, with the
-preprocessing, class count and class names of the `<name>.json` export wrote next to it; `--onnx FILE` runs an
-exported or INT8 (mindghost.tools.quantize) ONNX file in onnxruntime the same way.
+preprocessing flags override them with a warning. `--onnx FILE` (an exported or INT8 ONNX file, in onnxruntime)
+and `--mindir FILE` run an exported graph instead, with the
+preprocessing, class count and class names of the `<name>.json` export wrote next to it.
 Class names: the checkpoint's `class_names` (written by training), else `--class_names FILE` (one per line,
 or a JSON list), else class indices.
 
@@ -29,9 +29,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..data import IMG_EXTENSIONS
 from ..errors import UsageError
-
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def find_images(inputs: Sequence[str]) -> List[str]:
@@ -159,32 +158,30 @@ def _meta_from_export(report: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mindghost.tools.predict",
+    from ..cli import Parser, add_args
+
+    p = Parser(prog="python -m mindghost.tools.predict",
                                 description="Top-k classes of images, with a checkpoint's own eval preprocessing.")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
-    p.add_argument("--ckpt_path", default="", help="checkpoint file (mindghost, MindCV, .safetensors or .pth)")
-    p.add_argument("--mindir", default="", help="an exported MINDIR file instead of --ckpt_path (preprocessing from "
-                   "the <name>.json export wrote next to it)")
+    add_args(p, "ckpt_path", "mindir", "model", "ema", "num_classes", "class_names", "top_k", "batch_size", "out",
+             "image_size", "crop_pct", "interpolation", "mean", "std", "fuse_bn", "mode", "device",
+             defaults={"ckpt_path": "", "model": None, "num_classes": None, "batch_size": None, "image_size": None},
+             helps={"ckpt_path": "checkpoint file (mindghost, MindCV, .safetensors or .pth)",
+                    "mindir": "an exported MINDIR file instead of --ckpt_path (preprocessing from the <name>.json "
+                              "export wrote next to it)",
+                    "model": "registered model name (default: the one the checkpoint records)",
+                    "ema": "use the EMA weights of a mindghost training checkpoint",
+                    "num_classes": "classifier size (default: the checkpoint's)",
+                    "top_k": "classes to show per image (at most num_classes)",
+                    "batch_size": "images per forward (default 16; a MINDIR file: the batch it was exported with)",
+                    "out": "also write the predictions to a .json or .csv file",
+                    "image_size": "center-crop size (default: the checkpoint's)",
+                    "crop_pct": "crop / resize ratio (default: the checkpoint's)",
+                    "interpolation": "resize interpolation (default: the checkpoint's)",
+                    "mean": "per-channel mean in [0, 1] (default: the checkpoint's)",
+                    "std": "per-channel std in [0, 1] (default: the checkpoint's)"})
     p.add_argument("--onnx", default="", help="an exported or INT8 .onnx file instead (run in onnxruntime; "
                    "preprocessing from the .json beside it, as for --mindir)")
-    p.add_argument("--model", default=None, help="registered model name (default: the one the checkpoint records)")
-    p.add_argument("--ema", action="store_true", help="use the EMA weights of a mindghost training checkpoint")
-    p.add_argument("--num_classes", type=int, default=None, help="classifier size (default: the checkpoint's)")
-    p.add_argument("--class_names", default="", help="file with class names (one per line, or a JSON list), for "
-                   "checkpoints that record none")
-    p.add_argument("--top_k", type=int, default=5, help="classes to show per image (at most num_classes)")
-    p.add_argument("--batch", type=int, default=None, help="images per forward (default 16; a MINDIR file: the "
-                   "batch it was exported with)")
-    p.add_argument("--out", default="", help="also write the predictions to a .json or .csv file")
-    p.add_argument("--image_size", type=int, default=None, help="center-crop size (default: the checkpoint's)")
-    p.add_argument("--crop_pct", type=float, default=None, help="crop / resize ratio (default: the checkpoint's)")
-    p.add_argument("--interpolation", default=None, choices=["bilinear", "bicubic", "nearest", "area"],
-                   help="resize interpolation (default: the checkpoint's)")
-    p.add_argument("--mean", type=float, nargs="+", default=None, help="per-channel mean in [0, 1]")
-    p.add_argument("--std", type=float, nargs="+", default=None, help="per-channel std in [0, 1]")
-    p.add_argument("--mode", default="graph", choices=["graph", "pynative"],
-                   help="graph: compiled (one compile, then fast); pynative: eager (no compile)")
-    p.add_argument("--device", default="auto", help="CPU, GPU, Ascend or auto")
     return p
 
 
@@ -196,22 +193,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      "(an exported .onnx file)")
     onnx_file = bool(args.onnx)
     args.mindir = args.mindir or args.onnx  # an exported graph with its export JSON either way
-    if args.top_k < 1 or (args.batch is not None and args.batch < 1):
-        parser.error("--top_k and --batch must be >= 1")
+    if args.top_k < 1 or (args.batch_size is not None and args.batch_size < 1):
+        parser.error("--top_k and --batch_size must be >= 1")
     if args.out and not args.out.lower().endswith((".json", ".csv")):
         parser.error(f"--out '{args.out}': the file name must end in .json or .csv (it picks the format)")
 
     from ..runtime import prepare_environment
 
     device, env_note = prepare_environment(args.device)  # before MindSpore loads: the CPU fast path
-    from ..inference import describe, read_class_names, resolve_inference_setup, setup_from_checkpoint
+    from ..inference import describe, read_class_names, resolve_inference_setup, resolve_source
 
     explicit = {"image_size": args.image_size, "crop_pct": args.crop_pct, "interpolation": args.interpolation,
                 "mean": args.mean, "std": args.std, "num_classes": args.num_classes,
                 "class_names": read_class_names(args.class_names) if args.class_names else None}
     if args.ckpt_path:
-        _, setup = setup_from_checkpoint(args.ckpt_path, args.model, explicit)
-        source = args.ckpt_path
+        weights = resolve_source(args.ckpt_path, args.model, explicit)
+        setup, source = weights.setup, args.ckpt_path
     else:
         if not os.path.isfile(args.mindir):
             raise UsageError(f"--mindir: file not found: '{args.mindir}'")
@@ -226,48 +223,49 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         exported_batch = report["input_shape"][0] if report else None
         if not isinstance(exported_batch, int):  # a symbolic batch (quantize's files): any batch runs
             exported_batch = None
-        if exported_batch and args.batch and args.batch != exported_batch:
-            raise UsageError(f"--batch {args.batch}: '{args.mindir}' was exported with batch "
-                             f"{report['input_shape'][0]}; leave --batch out")
+        if exported_batch and args.batch_size and args.batch_size != exported_batch:
+            raise UsageError(f"--batch_size {args.batch_size}: '{args.mindir}' was exported with batch "
+                             f"{report['input_shape'][0]}; leave --batch_size out")
         if exported_batch:
-            args.batch = exported_batch
+            args.batch_size = exported_batch
     for line in setup.messages():
         print(line)
     paths = find_images(args.inputs)
     k = min(args.top_k, setup.num_classes)
 
-    from .export import setup_mindspore
+    from ..runtime import setup_context
 
-    setup_mindspore(device, mode="graph" if args.mindir else args.mode)
+    setup_context(device, mode="graph" if args.mindir else args.mode)
     import mindspore as ms
 
+    built = None
     if onnx_file:
         from ..deploy.onnx import OnnxModel
 
         forward = OnnxModel(args.mindir)
-        batch, fixed = args.batch or 16, False  # OnnxModel pads a fixed-batch graph itself
+        batch, fixed = args.batch_size or 16, False  # OnnxModel pads a fixed-batch graph itself
     elif args.mindir:
         from mindspore import nn
 
         graph = nn.GraphCell(ms.load(args.mindir))
-        batch, fixed = args.batch or 1, True
+        batch, fixed = args.batch_size or 1, True
 
         def forward(x):
             try:
                 return graph(ms.Tensor(x)).asnumpy()
             except (RuntimeError, ValueError) as e:
                 raise UsageError(f"'{args.mindir}' does not take input {list(x.shape)} (it fixes the batch and size it "
-                                 f"was exported with: pass --batch and --image_size as exported): {_decode_error(e)}") \
-                    from e
+                                 "was exported with: pass --batch_size and --image_size as exported): "
+                                 f"{_decode_error(e)}") from e
     else:
-        from ..cpu import accelerate_on_cpu
-        from ..models import create_model
+        from ..inference import build_inference_model
 
-        model = create_model(setup.model, num_classes=setup.num_classes, in_channels=setup.in_channels,
-                             checkpoint_path=args.ckpt_path, ema=args.ema)
-        model.set_train(False)
-        model = accelerate_on_cpu(model, device)  # the speed-up validate.py applies on CPU
-        batch, fixed = args.batch or 16, args.mode == "graph"
+        # the form validate.py evaluates: GhostNetV3 fused, BN folded on CPU, the CPU pass
+        built = build_inference_model(source=weights, ema=args.ema, fuse_bn=args.fuse_bn, device=device)
+        for line in built.notes:
+            print(line)
+        model = built.model
+        batch, fixed = args.batch_size or 16, args.mode == "graph"
 
         def forward(x):
             return model(ms.Tensor(x)).asnumpy()
@@ -284,7 +282,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report = {"source": os.path.abspath(source), "model": setup.model, "num_classes": setup.num_classes,
               "class_names": list(setup.class_names) if setup.class_names else None,
               "preprocessing": setup.preprocessing_dict(), "notes": setup.messages(), "top_k": k,
-              "predictions": rows, "errors": failed}
+              "bn_folded": built.bn_folded if built else None,
+              "reparameterized": built.reparameterized if built else None, "predictions": rows, "errors": failed}
     if args.out:
         write_output(args.out, report)
         print(f"wrote {args.out}")

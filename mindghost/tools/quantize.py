@@ -106,14 +106,17 @@ def export_fp32(args, setup, stem: str) -> Dict[str, object]:
     import mindspore as ms
 
     from ..deploy.onnx import OnnxModel, make_batch_dynamic
-    from .export import build_model, export_model, onnx_opset
-    from .fuse import fuse_bn, max_diff
+    from ..inference import build_inference_model
+    from ..models import max_diff
+    from .export import export_model, onnx_opset
 
     shape = (1, setup.in_channels, setup.image_size, setup.image_size)
-    model = build_model(setup.model, args.ckpt_path, False, setup.num_classes, args.ema, setup.in_channels)
+    # export's form: re-parameterised, BN folded, no CPU pass (a graph file holds plain cells)
+    built = build_inference_model(args.ckpt_path, setup.model, ema=args.ema, fuse_bn="true", device="CPU",
+                                  cpu_pass=False, keep_unfused=True)
+    net = built.model
     x = np.random.default_rng(0).standard_normal((2,) + shape[1:]).astype(np.float32)
-    reference = np.concatenate([model(ms.Tensor(x[i:i + 1])).asnumpy() for i in range(2)])
-    net = fuse_bn(model, input_shape=shape)
+    reference = np.concatenate([built.unfused(ms.Tensor(x[i:i + 1])).asnumpy() for i in range(2)])
     fixed = export_model(net, x[:1], stem + "_fp32_b1", "onnx")
     path = stem + "_fp32.onnx"
     make_batch_dynamic(fixed, path)
@@ -159,9 +162,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..runtime import prepare_environment
 
     device, note = prepare_environment(args.device)
-    from .export import setup_mindspore
+    from ..runtime import setup_context
 
-    setup_mindspore(device, mode="graph")
+    setup_context(device, mode="graph")
     from ..inference import setup_from_checkpoint
     from ..training.config import Config
 

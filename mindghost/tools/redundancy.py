@@ -21,11 +21,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..data import IMG_EXTENSIONS
 from ..errors import UsageError
 from .plots import matplotlib_available, require_matplotlib
-from .trace import trace_forward
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 DEFAULT_LAYERS = ("blocks.0.0.ghost1.primary_conv",)  # GhostNet v1/v2: first bottleneck's intrinsic maps
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,18 +59,19 @@ def load_images(paths: Sequence[str], setup) -> np.ndarray:
     return np.stack(out)
 
 
-def build_model(spec: str, ckpt_path: str = "", random_weights: bool = False, num_classes: Optional[int] = None,
-                img_size: Optional[int] = None):
-    """A mindghost model by name, or `mindcv:<name>`; returns (model, `inference.InferenceSetup`).
+def load_model(spec: Optional[str], ckpt_path: str = "", random_weights: bool = False,
+               num_classes: Optional[int] = None, image_size: Optional[int] = None):
+    """A mindghost model (by name, or the one `ckpt_path` records when `spec` is None), or `mindcv:<name>`;
+    returns (model in eval mode, `inference.InferenceSetup`).
 
-    A mindghost checkpoint's recorded model, class count and eval preprocessing are used (and said); an explicit
-    `num_classes` / `img_size` that disagrees is refused / overrides it with a warning."""
-    from ..inference import InferenceSetup, resolve_inference_setup, setup_from_checkpoint
+    mindghost models come from `inference.build_inference_model` (the checkpoint's recorded model, class count and
+    eval preprocessing, said; GhostNetV3 fused; BN kept and no CPU pass, so the layers are the trained ones)."""
+    from ..inference import InferenceSetup, build_inference_model
 
     if not ckpt_path and not random_weights:
-        raise UsageError(f"no checkpoint for '{spec}'. Pass --ckpt_path/--compare_ckpt, or "
+        raise UsageError(f"no checkpoint for '{spec or '--model'}'. Pass --ckpt_path/--compare_ckpt, or "
                          "--random_weights to look at untrained weights on purpose.")
-    if spec.startswith("mindcv:"):
+    if spec and spec.startswith("mindcv:"):
         from mindcv.models import create_model as mindcv_create_model
         from mindspore import load_checkpoint, load_param_into_net
 
@@ -84,21 +84,13 @@ def build_model(spec: str, ckpt_path: str = "", random_weights: bool = False, nu
             if not_loaded:
                 raise UsageError(f"{ckpt_path} does not fit mindcv:{name}; not loaded: {not_loaded[:8]}")
         setup = InferenceSetup(model=spec, num_classes=num_classes or 1000, in_channels=3,
-                               image_size=img_size or 224, crop_pct=0.875, interpolation="bilinear",
+                               image_size=image_size or 224, crop_pct=0.875, interpolation="bilinear",
                                mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    else:
-        from ..models import create_model
-
-        explicit = {"num_classes": num_classes, "image_size": img_size}
-        flags = {"image_size": "--img_size"}
-        if ckpt_path:
-            _, setup = setup_from_checkpoint(ckpt_path, spec, explicit, flags)
-        else:
-            setup = resolve_inference_setup({}, spec, explicit, flags=flags)
-        model = create_model(spec, num_classes=setup.num_classes, in_channels=setup.in_channels,
-                             checkpoint_path=ckpt_path or None)
-    model.set_train(False)
-    return model, setup
+        model.set_train(False)
+        return model, setup
+    built = build_inference_model(ckpt_path, spec, {"num_classes": num_classes, "image_size": image_size},
+                                  random_weights=not ckpt_path, fuse_bn="false", cpu_pass=False)
+    return built.model, built.setup
 
 
 def default_layer(model) -> str:
@@ -120,6 +112,8 @@ def default_layer(model) -> str:
 
 def capture(model, layer: str, images: np.ndarray) -> np.ndarray:
     """Output of the cell named `layer` for a batch of images, as (N, C, H, W), from one traced forward."""
+    from ..models import trace_forward
+
     cells = dict(model.cells_and_names())
     if layer not in cells or not layer:
         close = [n for n in cells if n and layer.split(".")[-1] in n][:8]
@@ -198,34 +192,43 @@ def draw_figure(panels: List[Dict[str, object]], out: str, top_k: int) -> str:
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    from ..cli import add_args
+
     parser = argparse.ArgumentParser(prog="python -m mindghost.tools.redundancy",
                                      description="Most similar feature-map pairs of a layer (GhostNet Figure 1).")
-    parser.add_argument("--model", required=True, help="mindghost model name, or mindcv:<name>")
-    parser.add_argument("--ckpt_path", default="")
+    add_args(parser, "model", "ckpt_path", defaults={"model": None},
+             helps={"model": "mindghost model name (default: the one --ckpt_path records), or mindcv:<name>"})
     parser.add_argument("--layer", default="", help="cell name (default: first Ghost primary conv, else first conv)")
     parser.add_argument("--compare_model", default="", help="a second model for the same figure (e.g. mindcv:resnet50)")
     parser.add_argument("--compare_ckpt", default="")
     parser.add_argument("--compare_layer", default="")
-    parser.add_argument("--random_weights", action="store_true", help="allow models without a checkpoint")
-    parser.add_argument("--num_classes", type=int, default=None, help="classifier size of the checkpoints")
+    add_args(parser, "random_weights", "num_classes", defaults={"num_classes": None},
+             helps={"random_weights": "allow models without a checkpoint",
+                    "num_classes": "classifier size of the checkpoints (default: the checkpoint's)"})
     parser.add_argument("--image", required=True, help="an image file, or a folder (its first --max_images)")
     parser.add_argument("--max_images", type=int, default=16)
-    parser.add_argument("--img_size", type=int, default=None,
-                        help="input size (default: the checkpoint's recorded eval size, else the model's cfg)")
-    parser.add_argument("--top_k", type=int, default=8, help="most similar pairs to draw")
-    parser.add_argument("--out", default="feature_redundancy.png")
-    parser.add_argument("--device", default="auto")
+    add_args(parser, "image_size", "top_k", "out", "device",
+             defaults={"image_size": None, "top_k": 8, "out": "feature_redundancy.png"},
+             helps={"image_size": "input size (default: the checkpoint's recorded eval size, else the model's cfg)",
+                    "top_k": "most similar pairs to draw", "out": "the figure (PNG); its summary goes to <out>.json"})
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.model and not args.ckpt_path:
+        parser.error("pass --model (a registered name or mindcv:<name>), or --ckpt_path of a mindghost checkpoint "
+                     "(which records its model)")
     if not matplotlib_available():
         return 2
     paths = image_paths(args.image, args.max_images)
 
-    from ..runtime import prepare_environment
-    from .export import setup_mindspore
+    from ..runtime import prepare_environment, setup_context
 
     device, _ = prepare_environment(args.device)
-    setup_mindspore(device, mode="pynative")
+    setup_context(device, mode="pynative")
 
     specs = [(args.model, args.ckpt_path, args.layer)]
     if args.compare_model:
@@ -233,7 +236,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     panels = []
     for spec, ckpt, layer in specs:
         # errors (run directory, other model, bad image) reach run_main, which says why
-        model, setup = build_model(spec, ckpt, args.random_weights, args.num_classes, args.img_size)
+        model, setup = load_model(spec, ckpt, args.random_weights, args.num_classes, args.image_size)
+        spec = setup.model
         for line in setup.messages():
             print(f"{spec}: {line}")
         layer = layer or default_layer(model)

@@ -62,7 +62,8 @@ def build_model(cfg: Config, replica=None):
         _fetch_published_weights_once(cfg, replica)
     model = create_model(cfg.model, num_classes=cfg.num_classes, in_channels=cfg.in_channels,
                          drop_rate=cfg.drop_rate, checkpoint_path=cfg.ckpt_path or None, pretrained=cfg.pretrained,
-                         pretrained_dir=cfg.pretrained_dir or None, new_classifier=cfg.new_classifier)
+                         pretrained_dir=cfg.pretrained_dir or None, new_classifier=cfg.new_classifier,
+                         **cfg.model_kwargs)
     model = accelerate_on_cpu(model, cfg.device)  # CPU speed-ups; before the optimizer and train step see it
     n = sum(p.size for p in model.trainable_params())
     source = cfg.ckpt_path or (f"the published {cfg.model} weights" if cfg.pretrained else "")

@@ -14,15 +14,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A recipe or command line that does not fit the schema; the message names the key."""
+from ..errors import ConfigError
 
 
 def _f(default, help: str, choices: Optional[Sequence[Any]] = None, **kw):
     meta = {"help": help, "choices": tuple(choices) if choices else None}
-    if isinstance(default, list):
-        return field(default_factory=lambda d=default: list(d), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -74,6 +72,9 @@ class Config:
     num_classes: int = _f(1000, "number of classes")
     in_channels: int = _f(3, "input channels: 3 (images decoded as RGB) or 1 (grey-scale, decoded as L)")
     drop_rate: Optional[float] = _f(None, "classifier dropout; none = the variant's default")
+    model_kwargs: Dict[str, Any] = _f({}, "architecture options of the model's family, e.g. {cheap_op: haar, "
+                                          "ratio: 3, dw_size: 5} (command line: cheap_op=haar ratio=3); recorded "
+                                          "in checkpoints")
     pretrained: bool = _f(False, "start from the variant's published weights (mindghost.hub; downloaded once)")
     pretrained_dir: str = _f("", "folder searched first for published weight files (offline machines); "
                                  "else $MINDGHOST_PRETRAINED_DIR, the cache, a download")
@@ -84,8 +85,8 @@ class Config:
     head_lr_scale: float = _f(1.0, "fine-tuning: the classifier's lr is lr x head_lr_scale")
     ema: bool = _f(False, "train: keep an EMA of the weights; validate: evaluate the EMA weights")
     ema_decay: float = _f(0.9999, "EMA decay (warmed up as decay * (1 - exp(-updates / 2000)))")
-    fuse_bn: str = _f("auto", "validate.py: fold BatchNorm into the convs before evaluating (outputs change at ~1e-6 "
-                      "relative; ~1.5-2x faster on CPU); auto = on CPU only", ["auto", "on", "off"])
+    fuse_bn: str = _f("auto", "fold BatchNorm into the convs before inference (outputs change at ~1e-6 relative; "
+                      "~1.5-2x faster on CPU); auto = on CPU only; bare --fuse_bn = true", ["auto", "true", "false"])
     amp_level: str = _f("O0", "automatic mixed precision: O0 (fp32), O2 (fp16, BN fp32), O3 (fp16)",
                         ["O0", "O1", "O2", "O3"])
     # --- loss
@@ -221,6 +222,16 @@ def _coerce(key: str, value: Any, tp, from_cli: bool) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"'{key}' expects a list of {_type_name(inner)}, got {value!r}")
         return [_coerce(f"{key}[{i}]", v, inner, from_cli) for i, v in enumerate(value)]
+    if origin in (dict, Dict):
+        if from_cli and isinstance(value, str):  # "cheap_op=haar ratio=3": each value read as a YAML scalar
+            pairs = value.replace(",", " ").split()
+            bad = [p for p in pairs if "=" not in p or not p.split("=", 1)[0]]
+            if bad:
+                raise ConfigError(f"'{key}' expects key=value pairs (e.g. --{key} cheap_op=haar ratio=3), got {bad}")
+            value = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in pairs)}
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"'{key}' expects a mapping of option: value, got {value!r}")
+        return dict(value)
     if tp is bool:
         return _parse_bool(key, value)
     if tp is int:
@@ -274,6 +285,9 @@ def normalize(raw: Dict[str, Any], from_cli: bool = False, source: str = "config
             raise _unknown(key)
         if name == "mode" and value in _MODE_NAMES:
             value = _MODE_NAMES[value]
+        if name == "fuse_bn" and (isinstance(value, bool) or str(value).lower() in _TRUE + _FALSE):
+            # a boolean with a third value (auto); YAML reads `on`/`off`/`true` as bools
+            value = "true" if _parse_bool(key, value) else "false"
         value = _coerce(key, value, _HINTS[name], from_cli)
         choices = FIELDS[name].metadata.get("choices")
         if choices and value is not None:
@@ -340,6 +354,10 @@ def config_problems(cfg: Config) -> List[str]:
         problems.append(
             f"'warmup_epochs' ({cfg.warmup_epochs:g}) exceeds 'epochs' ({cfg.epochs}); lower --warmup_epochs")
     problems += _distill_problems(cfg)
+    if cfg.model_kwargs:
+        from ..models import model_kwargs_problems  # models import no training code: no cycle
+
+        problems += model_kwargs_problems(cfg.model, cfg.model_kwargs)
     if (cfg.mixup > 0 or cfg.cutmix > 0) and cfg.batch_size % 2:
         # MindCV's Mixup pairs each batch with its reverse and refuses an odd batch mid-epoch
         problems.append(f"mixup/cutmix need an even batch_size (they mix pairs of images), got {cfg.batch_size}; "
@@ -404,8 +422,14 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-def make_parser(description: str = "") -> argparse.ArgumentParser:
-    """An argparse parser generated from the schema: every field as --name, MindCV aliases as extra flags."""
+# a field whose flag takes an optional value: bare `--x` means true (MindCV's str2bool, nargs='?', const=True)
+BARE_TRUE = {name for name in FIELDS if _HINTS[name] is bool} | {"fuse_bn"}
+
+
+def make_parser(description: str = "", fields: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
+    """An argparse parser generated from the schema: every field as --name, MindCV aliases as extra flags.
+    `fields` (e.g. validate.py's): the only ones --help lists; the others are still accepted (and the command
+    ignores them, as it ignores a recipe's). Booleans take `--x`, `--x True/true/1/yes`, `--x False/false/0/no`."""
     p = _Parser(description=description, usage="%(prog)s [-c RECIPE.yaml] [--key value ...]  (see --help)",
                 allow_abbrev=False)
     p.add_argument("-c", "--config", default="", help="YAML recipe; command-line flags override it")
@@ -415,18 +439,27 @@ def make_parser(description: str = "") -> argparse.ArgumentParser:
     for name, f in FIELDS.items():
         tp = _HINTS[name]
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        is_list = typing.get_origin(tp) in (list, List) or (inner and typing.get_origin(inner[0]) in (list, List))
+        is_list = typing.get_origin(tp) in (list, List, dict, Dict) or (
+            inner and typing.get_origin(inner[0]) in (list, List))
         kwargs: Dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": f.metadata["help"]}
         if is_list:
             kwargs["nargs"] = "*"
+        if name in BARE_TRUE:
+            kwargs.update(nargs="?", const="true")
+            kwargs.setdefault("metavar", "BOOL")
         if f.metadata.get("choices"):
             kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}"
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kwargs["help"] += f" (default: {default})"
+        if fields is not None and name not in fields:  # accepted and ignored, like a recipe's training keys
+            kwargs["help"] = argparse.SUPPRESS
         p.add_argument("--" + name, **kwargs)
         for alias in by_target.get(name, []):
+            nargs = "*" if is_list else ("?" if name in BARE_TRUE else None)
+            hidden = fields is not None and name not in fields
             p.add_argument("--" + alias, dest="alias:" + alias, default=argparse.SUPPRESS, metavar=name.upper(),
-                           nargs="*" if is_list else None, help=f"MindCV alias of --{name}")
+                           nargs=nargs, const="true" if nargs == "?" else None,
+                           help=argparse.SUPPRESS if hidden else f"MindCV alias of --{name}")
     return p
 
 
@@ -439,11 +472,12 @@ def parse_args(argv: Optional[List[str]] = None, description: str = "", defer_ch
     return cfg, cli
 
 
-def parse_args_with_recipe(argv: Optional[List[str]] = None, description: str = "", defer_checks: bool = False
-                           ) -> Tuple[Config, Dict[str, Any], Dict[str, Any]]:
+def parse_args_with_recipe(argv: Optional[List[str]] = None, description: str = "", defer_checks: bool = False,
+                           fields: Optional[Sequence[str]] = None) -> Tuple[Config, Dict[str, Any], Dict[str, Any]]:
     """`parse_args`, plus the recipe's own values ({} without --config): what the user set, by either route,
-    as opposed to the schema's defaults (validate.py lets a checkpoint's record fill what neither set)."""
-    parser = make_parser(description)
+    as opposed to the schema's defaults (validate.py lets a checkpoint's record fill what neither set).
+    `fields`: the only flags --help lists (see `make_parser`)."""
+    parser = make_parser(description, fields)
     ns = vars(parser.parse_args(argv))
     config_path = ns.pop("config", "")
     cli_raw: Dict[str, Any] = {}
