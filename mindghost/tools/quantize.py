@@ -26,19 +26,9 @@ import numpy as np
 from ..errors import UsageError
 
 
-def str2bool(value) -> bool:
-    """MindCV's boolean flags: True/true/1/yes and False/false/0/no."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "y", "on"):
-        return True
-    if text in ("false", "0", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (True/False), got '{value}'")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from ..cli import str2bool
+
     p = argparse.ArgumentParser(prog="python -m mindghost.tools.quantize",
                                 description="INT8 (QDQ) post-training quantization for onnxruntime, configuration "
                                             "chosen on held-out train images; fp32 vs INT8 accuracy and speed.")
