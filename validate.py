@@ -1,5 +1,7 @@
 #!/usr/bin/env python
 """Evaluate a checkpoint (mindghost, MindCV, or converted official weights) on an ImageFolder val split.
+An exported `.onnx` file (fp32, or INT8 from mindghost.tools.quantize) is evaluated the same way in onnxruntime,
+with the preprocessing and classes of the `.json` written beside it (mindghost.deploy.onnx).
 
     python validate.py -c configs/ghostnet/ghostnet_100_ascend.yaml --data_dir /path/to/imagenet \
         --ckpt_path /path/to/ckpt [--ema]
@@ -27,6 +29,11 @@ VALIDATE_FIELDS = ("device", "mode", "seed", "deterministic", "num_workers", "cp
 def main(argv: Optional[List[str]] = None) -> dict:
     cfg, given = parse_args(argv)
     device, notes = setup_runtime(cfg)
+    if cfg.ckpt_path.endswith(".onnx"):  # an exported or INT8 graph, run in onnxruntime with its export JSON
+        from mindghost.deploy.onnx import validate_onnx
+        from mindghost.training.logs import LOG
+
+        return validate_onnx(cfg, given, LOG)
     source = resolve_weights(cfg, given)
     cfg = dataclasses.replace(cfg, model=source.setup.model, num_classes=source.setup.num_classes,
                               in_channels=source.setup.in_channels)

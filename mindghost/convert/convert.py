@@ -2,6 +2,7 @@
 self-describing mindghost checkpoint.
 
     python -m mindghost.convert --model ghostnet_100 --src state_dict_73.98.pth --out ghostnet_100_official.ckpt
+    python -m mindghost.convert --to timm --ckpt_path best.ckpt --out ghostnet_100.safetensors   # back to PyTorch
 
 The weights go through the same strict loader as training and validation (`mindghost.models.load_checkpoint`:
 family name mapping, then every parameter present with the right shape), and the output is written atomically
@@ -94,11 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "PyTorch files are read without torch and without executing pickled code.")
     from ..cli import add_args
 
-    parser.add_argument("--model", required=True, help="registered model name, e.g. ghostnet_100")
-    parser.add_argument("--src", required=True, help="source checkpoint")
+    parser.add_argument("--to", default="mindghost", choices=("mindghost", "timm"),
+                        help="mindghost: write a mindghost .ckpt (default); timm: write --ckpt_path as a "
+                             ".safetensors state dict in timm's names (GhostNet v1/V2/V3) or the authors' (G-GhostNet, "
+                             "Ghost-ResNet), loadable by timm.create_model(name).load_state_dict")
+    parser.add_argument("--model", default=None, help="registered model name, e.g. ghostnet_100 (--to timm: default "
+                                                      "the checkpoint's recorded one)")
+    parser.add_argument("--src", "--ckpt_path", dest="src", required=True, help="source checkpoint")
     add_args(parser, "out", "num_classes", "ema", "new_classifier", "overwrite", defaults={"num_classes": None},
              out={"required": True},
-             helps={"out": "output MindSpore checkpoint (.ckpt)",
+             helps={"out": "output file: a MindSpore checkpoint (.ckpt), or with --to timm a .safetensors file",
                     "num_classes": "classifier size of the source weights (default: the model's, 1000 for ImageNet); "
                                    "with --new_classifier, the size of the new classifier",
                     "ema": "take the EMA weights (state_dict_ema in timm checkpoints, ema.* in mindghost ones)",
@@ -112,7 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """CLI entry point: 0 on success; 2 with a one-paragraph message (no traceback; MINDGHOST_TRACEBACK=1 shows it)
     on any expected failure."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.to == "timm":
+        from ..deploy.timm import export_timm
+
+        meta = export_timm(args.src, args.out, args.model, ema=args.ema, overwrite=args.overwrite,
+                           num_classes=args.num_classes)
+        print(f"wrote {meta['tensors']} tensors of {meta['mindghost_model']} in {meta['names']} names -> {args.out}")
+        return 0
+    if not args.model:
+        parser.error("--model is required (the registered model the weights are for)")
     try:
         meta = convert(args.model, args.src, args.out, num_classes=args.num_classes, ema=args.ema, force=args.overwrite,
                        new_classifier=args.new_classifier)

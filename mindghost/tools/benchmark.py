@@ -239,6 +239,11 @@ def build_parser(peers: Sequence[str] = IN_PROCESS_PEERS, peer_help: str = PEER_
                     "ckpt_path": "optional weights to time (built as validate.py builds them): their recorded image "
                                  "size, class count and input channels are used unless given (the speed hardly "
                                  "depends on them)"})
+    parser.add_argument("--models", default="", help="a pattern of registered models ('ghost*'): each in its inference "
+                        "form, batch-1 latency and batch --batch_size throughput, against the published top-1 "
+                        "(mindghost.deploy.pareto; --peers onnxruntime adds onnxruntime fp32 and INT8)")
+    parser.add_argument("--pareto", default="", metavar="FILE.png",
+                        help="with --models: draw latency against published top-1 here, the JSON beside it")
     parser.add_argument("--peers", nargs="*", default=[], choices=list(peers), help=peer_help)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--teacher", default="", help="train task: a knowledge-distillation step with this registered "
@@ -493,6 +498,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..runtime import prepare_environment
 
     device, note = prepare_environment(args.device)  # before MindSpore loads: the CPU fast path
+    if args.models:
+        return _pareto(parser, args, device)
     check_args(parser, args)
     report = measure(args, device)
     print_report(report)
@@ -500,6 +507,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"note: {note}")
     if args.json:
         write_json(report, args.json, argv)
+    return 0
+
+
+def _pareto(parser: argparse.ArgumentParser, args: argparse.Namespace, device: str) -> int:
+    """`--models PATTERN [--pareto FILE.png]`: mindghost.deploy.pareto over the matching models."""
+    if args.repeats < 1 or args.batch_size < 1:
+        parser.error("--repeats and --batch_size must be >= 1")
+    if set(args.peers) - {"onnxruntime"}:
+        parser.error("--models takes only --peers onnxruntime")
+    from ..deploy import pareto
+    from ..runtime import setup_context
+
+    setup_context(device, mode="graph", cpu_threads=args.cpu_threads)
+    partial = os.path.splitext(args.pareto)[0] + ".json" if args.pareto else args.json
+    report = pareto.measure_all(args.models, args.image_size, args.batch_size, args.repeats, args.warmup, args.peers,
+                                device, partial_json=partial)
+    if report["not_plotted"]:
+        print(f"no published top-1 (listed, not plotted): {', '.join(report['not_plotted'])}")
+    if args.pareto:
+        print(f"wrote {args.pareto} and {pareto.write(report, args.pareto)}")
+    elif args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1)
     return 0
 
 

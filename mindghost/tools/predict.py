@@ -8,7 +8,8 @@ Each image gets validation's eval preprocessing (`mindghost.inference.eval_trans
 crop_pct, center crop, normalize; a grey-scale model (in_channels 1) gets each image decoded as L, the luma of a
 colour file), with the values the checkpoint recorded at training time (image size, crop_pct, interpolation,
 mean/std; the model's default cfg where it records none); `--image_size` and the other
-preprocessing flags override them with a warning. `--mindir FILE` runs an exported graph instead, with the
+preprocessing flags override them with a warning. `--onnx FILE` (an exported or INT8 ONNX file, in onnxruntime)
+and `--mindir FILE` run an exported graph instead, with the
 preprocessing, class count and class names of the `<name>.json` export wrote next to it.
 Class names: the checkpoint's `class_names` (written by training), else `--class_names FILE` (one per line,
 or a JSON list), else class indices.
@@ -185,14 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "interpolation": "resize interpolation (default: the checkpoint's)",
                     "mean": "per-channel mean in [0, 1] (default: the checkpoint's)",
                     "std": "per-channel std in [0, 1] (default: the checkpoint's)"})
+    p.add_argument("--onnx", default="", help="an exported or INT8 .onnx file instead (run in onnxruntime; "
+                   "preprocessing from the .json beside it, as for --mindir)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if bool(args.ckpt_path) == bool(args.mindir):
-        parser.error("pass exactly one of --ckpt_path (a checkpoint) and --mindir (an exported MINDIR file)")
+    if bool(args.ckpt_path) + bool(args.mindir) + bool(args.onnx) != 1:
+        parser.error("pass exactly one of --ckpt_path (a checkpoint), --mindir (an exported MINDIR file) and --onnx "
+                     "(an exported .onnx file)")
+    onnx_file = bool(args.onnx)
+    args.mindir = args.mindir or args.onnx  # an exported graph with its export JSON either way
     if args.top_k < 1 or (args.batch_size is not None and args.batch_size < 1):
         parser.error("--top_k and --batch_size must be >= 1")
     if args.out and not args.out.lower().endswith((".json", ".csv")):
@@ -220,11 +226,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         meta = _meta_from_export(report) if report else None
         setup = resolve_inference_setup(meta, args.model, explicit, source=json_path, origin="the export JSON's")
         source = args.mindir
-        if report and args.batch_size and args.batch_size != report["input_shape"][0]:
+        exported_batch = report["input_shape"][0] if report else None
+        if not isinstance(exported_batch, int):  # a symbolic batch (quantize's files): any batch runs
+            exported_batch = None
+        if exported_batch and args.batch_size and args.batch_size != exported_batch:
             raise UsageError(f"--batch_size {args.batch_size}: '{args.mindir}' was exported with batch "
                              f"{report['input_shape'][0]}; leave --batch_size out")
-        if report:
-            args.batch_size = report["input_shape"][0]
+        if exported_batch:
+            args.batch_size = exported_batch
     for line in setup.messages():
         print(line)
     paths = find_images(args.inputs)
@@ -236,7 +245,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import mindspore as ms
 
     built = None
-    if args.mindir:
+    if onnx_file:
+        from ..deploy.onnx import OnnxModel
+
+        forward = OnnxModel(args.mindir)
+        batch, fixed = args.batch_size or 16, False  # OnnxModel pads a fixed-batch graph itself
+    elif args.mindir:
         from mindspore import nn
 
         graph = nn.GraphCell(ms.load(args.mindir))

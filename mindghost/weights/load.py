@@ -210,7 +210,12 @@ def load_checkpoint(model: nn.Cell, path: str, ema: bool = False, filter_fn=None
     state = read_checkpoint(path, ema=ema)
     meta = state.pop(META_KEY, None)
     whole = getattr(model, "full_model", model)  # a backbone: names are mapped against the whole network
-    torch_file = path.endswith(TORCH_SUFFIXES)
+    # a .safetensors state dict in PyTorch names (timm's, or `python -m mindghost.convert --to timm`) is mapped as
+    # a .pth is; mindghost's own .safetensors files hold MindSpore names (`moving_mean`, never `running_mean`)
+    torch_file = path.endswith(TORCH_SUFFIXES) or (path.endswith(".safetensors") and any(
+        k.endswith(".running_mean") for k in state))
+    if torch_file and not path.endswith(TORCH_SUFFIXES):  # the PyTorch-name helpers work on arrays
+        state = {k: _as_numpy(v) for k, v in state.items()}
     form_of = getattr(whole, "checkpoint_form", None)
     if callable(form_of):
         keys = list(unwrap_state_dict(state)) if torch_file else [k[4:] if ema and k.startswith("ema.") else k
