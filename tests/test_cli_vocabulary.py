@@ -32,7 +32,17 @@ def _script(relpath: str):
 
 def _parsers():
     from mindghost.convert import convert
-    from mindghost.tools import benchmark, export, plots, predict, profile, redundancy, reproduce
+    from mindghost.tools import (
+        benchmark,
+        export,
+        plots,
+        predict,
+        profile,
+        quantize,
+        redundancy,
+        reproduce,
+        verify_images,
+    )
 
     validate = load_entry_point("validate")
     return {
@@ -45,6 +55,8 @@ def _parsers():
         "tools.redundancy": redundancy.build_parser(),
         "tools.plots": plots.build_parser(),
         "tools.reproduce": reproduce._own_parser(),
+        "tools.quantize": quantize.build_parser(),
+        "tools.verify_images": verify_images.build_parser(),
         "convert": convert.build_parser(),
         "scripts/ablation_experiment.py": _script("scripts/ablation_experiment.py").build_parser(),
         "scripts/distill_experiment.py": _script("scripts/distill_experiment.py").build_parser(),

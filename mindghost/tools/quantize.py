@@ -27,17 +27,25 @@ from ..errors import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import str2bool
+    from ..cli import add_args, str2bool
 
     p = argparse.ArgumentParser(prog="python -m mindghost.tools.quantize",
                                 description="INT8 (QDQ) post-training quantization for onnxruntime, configuration "
                                             "chosen on held-out train images; fp32 vs INT8 accuracy and speed.")
-    p.add_argument("--ckpt_path", required=True, help="checkpoint to quantize (mindghost, MindCV or converted)")
-    p.add_argument("--model", default=None, help="registered model name (default: the checkpoint's recorded one)")
-    p.add_argument("--data_dir", required=True, help="dataset root holding the train and val split folders")
-    p.add_argument("--train_split", default="train", help="split the calibration and held-out images come from")
-    p.add_argument("--val_split", default="val", help="split fp32 and INT8 are evaluated on")
-    p.add_argument("--val_samples", type=int, default=0, help="evaluate on the first N val images; 0 = all")
+    add_args(p, "ckpt_path", "model", "data_dir", "train_split", "val_split", "val_samples", "seed", "batch_size",
+             "ema", "output_dir", "overwrite", "num_workers", "cpu_threads", "device",
+             defaults={"model": None, "seed": 0, "batch_size": 32, "output_dir": "quantized"},
+             helps={"ckpt_path": "checkpoint to quantize (mindghost, MindCV or converted)",
+                    "model": "registered model name (default: the checkpoint's recorded one)",
+                    "train_split": "split the calibration and held-out images come from",
+                    "val_split": "split fp32 and INT8 are evaluated on",
+                    "seed": "seed of the calibration / held-out draw",
+                    "batch_size": "evaluation batch; also the throughput batch",
+                    "ema": "quantize the EMA weights of a training checkpoint",
+                    "output_dir": "output folder", "overwrite": "replace existing output files",
+                    "cpu_threads": "onnxruntime threads; 0 = its default (all cores)",
+                    "device": "MindSpore device of the export (quantization and timing run in onnxruntime on the CPU)"},
+             ckpt_path={"required": True}, data_dir={"required": True})
     p.add_argument("--calibration_samples", type=int, default=256, help="train images the ranges are calibrated on")
     p.add_argument("--holdout_samples", type=int, default=500,
                    help="other train images the candidate configurations are compared on")
@@ -46,18 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "together; quick: MinMax only, then all groups fp32; none: per-tensor MinMax")
     p.add_argument("--reduce_range", type=str2bool, nargs="?", const=True, default=False,
                    help="7-bit weights (onnxruntime's advice for x86 CPUs without VNNI, where U8S8 can saturate)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration / held-out draw")
-    p.add_argument("--batch_size", type=int, default=32, help="evaluation batch; also the throughput batch")
     p.add_argument("--repeats", type=int, default=20, help="timed runs at batch 1 (batch N: a quarter of it)")
-    p.add_argument("--ema", type=str2bool, nargs="?", const=True, default=False,
-                   help="quantize the EMA weights of a training checkpoint")
-    p.add_argument("--output_dir", default="quantized", help="output folder")
-    p.add_argument("--overwrite", type=str2bool, nargs="?", const=True, default=False,
-                   help="replace existing output files")
-    p.add_argument("--num_workers", type=int, default=0, help="data workers; 0 = number of CPU cores")
-    p.add_argument("--cpu_threads", type=int, default=0, help="onnxruntime threads; 0 = its default (all cores)")
-    p.add_argument("--device", default="auto", choices=("auto", "CPU", "GPU", "Ascend"),
-                   help="MindSpore device of the export (quantization and timing run in onnxruntime on the CPU)")
     return p
 
 

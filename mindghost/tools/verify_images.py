@@ -13,24 +13,16 @@ import sys
 from typing import List, Optional, Sequence
 
 
-def _str2bool(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "1", "yes", "y"):
-        return True
-    if str(value).lower() in ("false", "0", "no", "n"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got '{value}'")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mindghost.tools.verify_images", description=__doc__.split("\n")[0])
-    p.add_argument("--data_dir", required=True, help="dataset root holding the split folders")
+    from ..cli import add_args, str2bool
+
+    add_args(p, "data_dir", data_dir={"required": True}, helps={"data_dir": "dataset root holding the split folders"})
     p.add_argument("--splits", nargs="+", default=None, help="split folders to check (default: every folder of "
                    "data_dir)")
-    p.add_argument("--num_workers", "--workers", type=int, default=0, help="decoding processes (0 = usable cores)")
-    p.add_argument("--progress", type=_str2bool, nargs="?", const=True, default=True, help="progress bar")
-    p.add_argument("--cache", type=_str2bool, nargs="?", const=True, default=True,
+    add_args(p, "num_workers", "progress", helps={"num_workers": "decoding processes (0 = usable cores)",
+                                                  "progress": "progress bar"})
+    p.add_argument("--cache", type=str2bool, nargs="?", const=True, default=True,
                    help="skip files verified before (unchanged size and mtime) and remember the good ones")
     return p
 
