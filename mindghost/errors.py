@@ -14,3 +14,13 @@ class UsageError(ValueError):
     """An argument names something that does not exist or cannot work here (an unknown model name, a layer the
     model lacks, a file without the expected content). The message names the argument and the fix."""
 
+
+
+class TrainingPreempted(SystemExit):
+    """train.py stopped on SIGTERM/SIGUSR1 after saving a mid-epoch checkpoint (`training.preempt`). A SystemExit,
+    so `runtime.run_main` exits with its `code` (128 + the signal number: 143 for SIGTERM, 138 for SIGUSR1);
+    `summary` is what summary.json records (`stopped`, the checkpoint to resume from)."""
+
+    def __init__(self, code: int, summary: dict) -> None:
+        super().__init__(code)
+        self.summary = summary
