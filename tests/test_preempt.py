@@ -10,7 +10,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from _tiny_data import ROOT, TINY_TRAIN_ARGS, load_entry_point, write_tiny_imagefolder
 
 # PyNative (no graph compile), deterministic, momentum + EMA state: 6 steps in one epoch
