@@ -58,7 +58,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     # rounding, fewer convs); a no-op for the other families and for fused weights
     model = reparameterize_model(model)
     if cfg.fuse_bn == "on" or (cfg.fuse_bn == "auto" and device == "CPU"):
-        from mindghost.tools.fuse import fuse_bn
+        from mindghost.models import fuse_bn
 
         model = fuse_bn(model, input_shape=(1, cfg.in_channels, 64, 64), inplace=True)
         LOG.info(f"folded {len(model.fused_pairs)} BatchNorm layers into their convs (--fuse_bn off to keep them)")

@@ -6,7 +6,7 @@ from typing import Callable, Dict, Sequence
 
 import numpy as np
 
-from mindghost.tools.trace import layer_macs, trace_forward
+from mindghost.models import layer_macs, trace_forward
 
 
 def _timed(fn: Callable[[], object]) -> float:

@@ -36,7 +36,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .errors import CheckpointError
+from .errors import PretrainedError
 
 _LOG = logging.getLogger("mindghost")
 
@@ -48,12 +48,6 @@ FORMATS = ("ckpt", "pth")
 PUBLISHERS = ("mindcv", "huawei-noah", "timm")
 _CHUNK = 1 << 20  # 1 MiB reads: a progress update per MiB, and bounded memory
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
-
-
-class PretrainedError(CheckpointError):
-    """Pretrained weights that cannot be found, fetched or trusted; the message names the file, URL and the fix.
-
-    A `CheckpointError` (and so a ValueError): callers that handle bad checkpoints handle these too."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +102,7 @@ class WeightSource:
 
 # ------------------------------------------------------------------------------------------------------------------
 # Where the weights are published, per registered model name, in order of preference (a file found locally wins
-# over any download, whatever its rank). Sources and what was confirmed (read 2026-11 with the search tool):
+# over any download, whatever its rank). Sources, and what each one confirms:
 #   MindCV: configs/ghostnet/README.md and mindcv/models/ghostnet.py `default_cfgs` (8x Ascend 910 runs); the
 #     README's 2025 revision lists a 910v2 re-run of ghostnet_050 on the download-mindspore.osinfra.cn host.
 #   huawei-noah: ghostnet_1x.pth is the `ghostnet_pth` release asset timm used before moving to the HF hub;
@@ -245,7 +239,7 @@ def _where_to_put(mirrors: Sequence[str]) -> str:
 # Verification
 # ------------------------------------------------------------------------------------------------------------------
 def sha256_of(path: str) -> str:
-    """Lowercase hex sha256 of a file, read in 1 MiB chunks."""
+    """Lowercase hex sha256 of a file, read in 1 MiB chunks: the one file checksum (hub checks, convert records)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import UsageError
-from .weights import META_KEY, CheckpointError, check_ckpt_path, find_checkpoints
+from .weights import CheckpointError, check_ckpt_path, find_checkpoints, read_meta  # read_meta: re-exported
 
 # the fields `resolve_inference_setup` decides; keys of `explicit` and of `InferenceSetup`
 PREPROCESSING_KEYS = ("image_size", "crop_pct", "interpolation", "mean", "std")
@@ -71,37 +71,6 @@ class InferenceSetup:
     def messages(self) -> List[str]:
         """Notes and warnings as printable lines (warnings prefixed 'warning: ')."""
         return list(self.notes) + [f"warning: {w}" for w in self.warnings]
-
-
-def read_meta(path: str, flag: str = "--ckpt_path") -> Optional[Dict[str, Any]]:
-    """The mindghost metadata of a checkpoint file, without loading its tensors; None when the file has none
-    (MindCV checkpoints, converted weights, .pth, .safetensors). Run directories are refused (`check_ckpt_path`)."""
-    check_ckpt_path(path, flag)
-    if not path.endswith(".ckpt"):
-        return None
-    import mindspore as ms
-
-    kept = []
-
-    def meta_and_one(name: str) -> bool:
-        # the meta plus one tensor: MindSpore raises when the filter leaves nothing (a checkpoint without meta)
-        if name == META_KEY or not kept:
-            kept.append(name)
-            return True
-        return False
-
-    try:
-        entries = ms.load_checkpoint(path, choice_func=meta_and_one)
-    except Exception as e:  # MindSpore's terse ValueError/RuntimeError for damaged files
-        raise CheckpointError(f"could not read '{path}' as a MindSpore checkpoint ({type(e).__name__}: {e}); the "
-                              "file is truncated, corrupt or not a checkpoint") from e
-    raw = entries.get(META_KEY)
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw if isinstance(raw, str) else str(raw))
-    except ValueError as e:
-        raise CheckpointError(f"'{path}': its '{META_KEY}' entry is not valid JSON ({e})") from e
 
 
 def recorded_setup(meta: Optional[Mapping[str, Any]]) -> Dict[str, Any]:

@@ -14,11 +14,9 @@ import traceback
 import warnings
 from typing import Tuple
 
+from .errors import USER_ERRORS, DeviceError
+
 _LOG = logging.getLogger("mindghost")
-
-
-class DeviceError(ValueError):
-    """An explicitly requested device that this machine does not have."""
 
 
 def _ascend_signs() -> str:
@@ -114,13 +112,18 @@ def prepare_environment(device: str) -> Tuple[str, str]:
 
 def setup_context(device: str, mode: str = "graph", deterministic: bool = False, seed: int = 42,
                   cpu_threads: int = 0) -> None:
-    """Select the device and execution mode with the current MindSpore API (older calls as fallback)."""
+    """Select the device, execution mode ("graph" or "pynative"), seed, determinism and CPU kernel threads
+    (`cpu_threads` 0: the cores per local rank), with the current MindSpore API (older calls as fallback).
+
+    Every entry point calls it: train.py, validate.py and the tools. The device, determinism and thread count are
+    set once per process (MindSpore fixes them at the first kernel); a later call, e.g. a tool run in-process
+    after other MindSpore work, only changes the mode and the seed."""
     import mindspore as ms
 
     if hasattr(ms, "set_device"):  # MindSpore >= 2.5
         _once("device", lambda: ms.set_device(device))
     else:
-        ms.set_context(device_target=device)
+        _once("device", lambda: ms.set_context(device_target=device))
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     ms.set_seed(seed)
     if deterministic:
@@ -136,7 +139,7 @@ def setup_context(device: str, mode: str = "graph", deterministic: bool = False,
 
             _once("threads", lambda: threads_num(threads))
         except ImportError:
-            ms.set_context(runtime_num_threads=threads)
+            _once("threads", lambda: ms.set_context(runtime_num_threads=threads))
 
 
 _DONE = {}
@@ -185,14 +188,14 @@ _USER_ERRNOS = frozenset((errno.ENOENT, errno.EEXIST, errno.EACCES, errno.EPERM,
 
 
 def _is_user_error(e: BaseException) -> bool:
-    """One of mindghost's own error classes (ConfigError, DataError, CheckpointError, UsageError,
-    CheckpointSaveError, TrainingDiverged, ...) or an OSError the user caused (by class or errno).
+    """One of mindghost's user error classes (`errors.USER_ERRORS`: ConfigError, DataError, CheckpointError,
+    UsageError, CheckpointSaveError, TrainingDiverged, ...) or an OSError the user caused (by class or errno).
 
     A bare ValueError is not a user error: it comes from our own code's assertions or from inside MindSpore or
     MindCV, and its traceback is what a bug report needs. Code that refuses user input raises our classes."""
     if isinstance(e, _USER_OS_ERRORS):
         return True
-    if any(cls.__module__.split(".")[0] == "mindghost" for cls in type(e).__mro__):
+    if isinstance(e, USER_ERRORS):
         return True
     return isinstance(e, OSError) and e.errno in _USER_ERRNOS
 

@@ -172,7 +172,7 @@ def test_graph_mode_train_step_matches_conv2d():
 def test_folded_accelerated_copy_runs_and_plain_model_exports(tmp_path):
     """fuse_bn deep-copies the model (the custom op is shared, the folded bias goes into the kernel); the
     accelerated copy compiles in GRAPH mode, and a plain model exports to ONNX with no special step."""
-    from mindghost.tools.fuse import fuse_bn
+    from mindghost.models import fuse_bn
 
     previous = ms.get_context("mode")
     ms.set_context(mode=ms.GRAPH_MODE)

@@ -6,6 +6,7 @@ beyond the tolerance. (Random init gives logits of ~1e-2 and identity BNs.) Tole
 <= 1e-5, the export's own --rtol default; measured <= 1e-6 here (float32 rounding of the folded convolutions),
 an absolute error of a few 1e-6 on logits of a few units.
 """
+import importlib.util
 import json
 import os
 import sys
@@ -16,9 +17,8 @@ import pytest
 from mindspore import Tensor
 
 import mindghost
-from mindghost.models import load_state_dict
+from mindghost.models import check_fusion, count_batchnorms, fuse_bn, load_state_dict
 from mindghost.tools.export import main as export_main
-from mindghost.tools.fuse import check_fusion, count_batchnorms, fuse_bn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # parity_recipe.py, whatever pytest's import mode
 import parity_recipe  # noqa: E402
@@ -71,11 +71,11 @@ def test_export_mindir_and_onnx_match_mindspore(tmp_path):
         pytest.importorskip("onnxruntime", reason="onnxruntime not installed: ONNX parity not checked")
 
 
-def test_onnx_parity_with_onnxruntime(tmp_path):
+def test_onnx_parity_with_onnxruntime(tmp_path, monkeypatch):
     """Explicit, visible skip when the optional extra is absent (CI installs it)."""
     pytest.importorskip("onnxruntime", reason="optional extra: pip install onnxruntime")
-    from mindghost.tools.export import onnx_opset, run_onnx
-    from mindghost.tools.fuse import max_diff
+    from mindghost.models import max_diff
+    from mindghost.tools.export import ONNX_MISSING_NOTE, onnx_opset, onnx_opset_record, run_onnx
 
     model = _recipe_model()
     fused = fuse_bn(model, input_shape=(1, 3, 32, 32))
@@ -83,7 +83,13 @@ def test_onnx_parity_with_onnxruntime(tmp_path):
     import mindspore as ms
 
     ms.export(fused, Tensor(x), file_name=str(tmp_path / "m"), file_format="ONNX")  # a plain model: no special step
-    assert onnx_opset(str(tmp_path / "m.onnx")) >= 9
+    path = str(tmp_path / "m.onnx")
+    if importlib.util.find_spec("onnx") is not None:  # requirements-dev.txt installs it
+        assert onnx_opset(path) >= 9 and onnx_opset_record(path) == {"onnx_opset": onnx_opset(path)}
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "onnx", None)  # `import onnx` raises ImportError: no opset line, a note instead
+        assert onnx_opset(path) is None
+        assert onnx_opset_record(path) == {"onnx_opset": None, "onnx_opset_note": ONNX_MISSING_NOTE}
     diff = max_diff(model(Tensor(x)).asnumpy(), run_onnx(str(tmp_path / "m.onnx"), x))
     assert diff["max_rel"] <= RTOL, diff
 

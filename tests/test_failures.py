@@ -363,8 +363,8 @@ class _Evil:
 def test_malicious_pth_refused_without_executing(tmp_path):
     """User sees: `... global 'posix.system' ... Nothing was executed` (UnsafeCheckpointError); the payload
     never runs (its marker file does not appear)."""
-    from mindghost.convert.pth import UnsafeCheckpointError
     from mindghost.models import load_checkpoint
+    from mindghost.weights import UnsafeCheckpointError
 
     marker = tmp_path / "pwned"
     path = tmp_path / "weights.pth"
@@ -405,7 +405,8 @@ def small_disk(tmp_path):
 def test_full_disk_at_save_is_reported(small_disk, tmp_path, monkeypatch):
     """User sees: `could not save checkpoint '.../epoch_0002.ckpt': No space left on device ... the previous
     checkpoints in '...' are intact`; last.ckpt still loads and holds epoch 1, no partial file is left."""
-    from mindghost.training.checkpoint import LAST, CheckpointManager, CheckpointSaveError, read_meta
+    from mindghost.training.checkpoint import LAST, CheckpointManager, CheckpointSaveError
+    from mindghost.weights import read_meta
 
     directory = small_disk or str(tmp_path / "ckpt")
     cell = _small_cell()
@@ -453,8 +454,8 @@ def test_nonfinite_weights_are_never_saved(tmp_path):
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny12, tmp_path, train_mod):
     """lr 1e12 after a good epoch: user sees `loss is nan at step N (epoch 2, batch B): training stopped` with
     what to do; the run's last.ckpt is still the finite epoch-1 checkpoint and no NaN checkpoint is written."""
-    from mindghost.training.checkpoint import read_meta
     from mindghost.training.loop import TrainingDiverged
+    from mindghost.weights import read_meta
 
     out = str(tmp_path / "run")
     first = train_mod.main(ARGS + ["--data_dir", tiny12, "--output_dir", out, "--epochs", "1", "--lr", "0.001",
@@ -527,7 +528,7 @@ def test_kill9_mid_epoch_then_resume_reproduces_the_run(tiny12, tmp_path, train_
     .../last.ckpt` and ends with exactly the weights of the uninterrupted run (deterministic mode)."""
     out = str(tmp_path / "run")
     _killed_run(tmp_path, "step", 5, DET + ["--data_dir", tiny12, "--output_dir", out])
-    from mindghost.training.checkpoint import read_meta
+    from mindghost.weights import read_meta
 
     assert read_meta(os.path.join(out, "checkpoints", "last.ckpt"))["epoch"] == 1
     summary = train_mod.main(DET + ["--data_dir", tiny12, "--output_dir", out])
@@ -540,7 +541,7 @@ def test_kill9_during_checkpoint_write_keeps_previous_checkpoint(tiny12, tmp_pat
     """kill -9 while epoch_0002.ckpt is half written: last.ckpt is still the complete epoch-1 checkpoint, only a
     hidden temp file is partial; resume removes it (`removed an incomplete checkpoint`) and finishes with the
     uninterrupted run's weights."""
-    from mindghost.training.checkpoint import read_meta
+    from mindghost.weights import read_meta
 
     out = str(tmp_path / "run")
     _killed_run(tmp_path, "save", 2, DET + ["--data_dir", tiny12, "--output_dir", out])

@@ -59,6 +59,22 @@ def test_registry_lists_every_family():
     assert mindghost.list_models("ghost*") == sorted(mindghost.list_models("ghost*"))
 
 
+@pytest.mark.parametrize("name", mindghost.list_models())
+def test_registered_name_is_an_attribute_of_its_family_module(name):
+    """`from mindghost.models.<family> import <name>` works, and the name is assigned in that file's text (what an
+    editor's go-to-definition and a static reader see), not only created at run time."""
+    import importlib
+    import inspect
+    import re
+
+    from mindghost.models import model_family
+    from mindghost.models._registry import _model_entrypoints
+
+    module = importlib.import_module(f"mindghost.models.{model_family(name)}")
+    assert getattr(module, name, None) is _model_entrypoints[name]
+    assert re.search(rf"^{re.escape(name)} = ", inspect.getsource(module), re.M), f"no `{name} = ...` line"
+
+
 def test_unknown_model_names_the_choices():
     with pytest.raises(ValueError, match=r"Unknown model 'ghostnet_10'\. Did you mean .*'ghostnet_100'"):
         mindghost.create_model("ghostnet_10")

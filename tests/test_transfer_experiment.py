@@ -1,6 +1,6 @@
 """scripts/transfer_experiment.py (#13.5): the --smoke run works end to end and writes results.json; the data
 subsets it writes are the ones asked for; fine-tuning from a train.py checkpoint (which holds optimizer slots of
-the old classifier) loads. The experiment's numbers are in README "Fine-tuning", not checked here."""
+the old classifier) loads. The experiment's numbers are in docs/experiments.md, not checked here."""
 import gzip
 import importlib.util
 import json

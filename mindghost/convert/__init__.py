@@ -1,4 +1,2 @@
-"""Weight conversion CLI (`convert`); the torch-free `.pth` reader it uses lives in `mindghost.weights.pth`."""
-from ..weights.pth import UnsafeCheckpointError, load_pth, read_pth, unwrap_state_dict
-
-__all__ = ["UnsafeCheckpointError", "load_pth", "read_pth", "unwrap_state_dict"]
+"""Weight conversion CLI: `python -m mindghost.convert` (`convert.py`). The torch-free `.pth` reader it uses lives in
+`mindghost.weights` (`read_pth`, `load_pth`, `unwrap_state_dict`)."""

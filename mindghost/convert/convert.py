@@ -8,30 +8,19 @@ family name mapping, then every parameter present with the right shape), and the
 with a `mindghost_meta` JSON entry: architecture, class count, source file and sha256, eval preprocessing.
 """
 import argparse
-import hashlib
 import json
 import os
 import sys
 from typing import Any, Dict, List, Optional
 
+from ..errors import ConvertError
+from ..hub import sha256_of
 from ..weights import TORCH_SUFFIXES, CheckpointError, atomic_save, load_checkpoint
 
-__all__ = ["CONVERTER_VERSION", "ConvertError", "convert", "main", "sha256_file"]
+__all__ = ["CONVERTER_VERSION", "ConvertError", "convert", "main"]
 
 CONVERTER_VERSION = "1"
 EVAL_KEYS = ("input_size", "crop_pct", "interpolation", "mean", "std")
-
-
-class ConvertError(ValueError):
-    """A conversion refused before any weights were read (bad arguments, existing output)."""
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _source_format(path: str) -> str:
@@ -82,7 +71,7 @@ def convert(model_name: str, src: str, out: str, num_classes: Optional[int] = No
         "default_cfg": cfg,
         "source": {
             "file": os.path.basename(src),
-            "sha256": sha256_file(src),
+            "sha256": sha256_of(src),
             "format": _source_format(src),
             "ema": ema,
         },

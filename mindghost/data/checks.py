@@ -18,6 +18,7 @@ same check serves both channel counts.
 import os
 from typing import List, Optional, Tuple
 
+# The one list of image file types (datasets, predict, redundancy): those MindSpore's decoder reads.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*", b"RIFF",
                b"P2", b"P3", b"P5", b"P6")

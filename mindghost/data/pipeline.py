@@ -10,12 +10,9 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from ..errors import DataError
 from .channels import channel_mean_std, channel_tail, grey_tail, in_channels_problem
-from .checks import IMG_EXTENSIONS, format_bad_files, scan_class_folder  # noqa: F401
-
-
-class DataError(ValueError):
-    """A dataset folder that cannot be used; the message says what is wrong and what to do."""
+from .checks import format_bad_files, scan_class_folder
 
 
 @dataclass(frozen=True)

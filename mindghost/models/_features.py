@@ -20,6 +20,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 from mindspore import Tensor, nn
 
 from ..errors import UsageError
+from ._reparam import forget_compiled_graphs
 
 __all__ = ["FeatureListNet", "FeatureMixin", "feature_dict", "resolve_indices"]
 
@@ -138,10 +139,8 @@ class FeatureListNet(nn.Cell):
     def reparameterize(self) -> "FeatureListNet":
         """Fuse a GhostNetV3 trunk in place (see ghostnetv3.py); a no-op for the other families. Returns self."""
         if callable(getattr(self.full_model, "reparameterize", None)) and not self.reparameterized:
-            from .ghostnetv3 import _forget_compiled_graphs
-
             self.full_model.reparameterize()
-            _forget_compiled_graphs(self)
+            forget_compiled_graphs(self)
         return self
 
     def construct(self, x: Tensor) -> Tuple[Tensor, ...]:

@@ -227,5 +227,19 @@ _DOCS = {  # variants with published weights
     "160": "32.38M params, 9.00G MACs at 224; 79.9 top-1 (paper).",
 }
 
-register_variants(GGhostRegNet, {f"g_ghost_regnetx_{key}": Variant({"arch": arch}, _DOCS.get(key, ""))
+_entry = register_variants(GGhostRegNet, {f"g_ghost_regnetx_{key}": Variant({"arch": arch}, _DOCS.get(key, ""))
                                  for key, arch in G_GHOST_REGNETX_ARCHS.items()})
+
+# One line per registered name, so that `from mindghost.models.<family> import <name>` works and editors find it.
+g_ghost_regnetx_002 = _entry["g_ghost_regnetx_002"]
+g_ghost_regnetx_004 = _entry["g_ghost_regnetx_004"]
+g_ghost_regnetx_006 = _entry["g_ghost_regnetx_006"]
+g_ghost_regnetx_008 = _entry["g_ghost_regnetx_008"]
+g_ghost_regnetx_016 = _entry["g_ghost_regnetx_016"]
+g_ghost_regnetx_032 = _entry["g_ghost_regnetx_032"]
+g_ghost_regnetx_040 = _entry["g_ghost_regnetx_040"]
+g_ghost_regnetx_064 = _entry["g_ghost_regnetx_064"]
+g_ghost_regnetx_080 = _entry["g_ghost_regnetx_080"]
+g_ghost_regnetx_120 = _entry["g_ghost_regnetx_120"]
+g_ghost_regnetx_160 = _entry["g_ghost_regnetx_160"]
+g_ghost_regnetx_320 = _entry["g_ghost_regnetx_320"]

@@ -226,9 +226,13 @@ default_cfgs = {
 }
 
 
-register_variants(GhostResNet, {
+_entry = register_variants(GhostResNet, {
     "ghost_resnet50": Variant({"ratio": 2, "dw_size": 3},
                               "Ghost-ResNet-50 (s=2, d=3): 12.93M params, 2.15G MACs at 224 (paper: 13.0M, 2.2G)."),
     "ghost_resnet50_s4": Variant({"ratio": 4, "dw_size": 3},
                                  "Ghost-ResNet-50 (s=4, d=3): 6.62M params, 1.18G MACs at 224 (paper: 6.5M, 1.2G)."),
 })
+
+# One line per registered name, so that `from mindghost.models.<family> import <name>` works and editors find it.
+ghost_resnet50 = _entry["ghost_resnet50"]
+ghost_resnet50_s4 = _entry["ghost_resnet50_s4"]

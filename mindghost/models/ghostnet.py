@@ -175,8 +175,13 @@ default_cfgs = {
     "ghostnet_130": _cfg(paper_top1=75.7),
 }
 
-register_variants(GhostNet, {
+_entry = register_variants(GhostNet, {
     "ghostnet_050": Variant({"width": 0.5}, "GhostNet-0.5x: 2.59M params, 42.3M MACs at 224."),
     "ghostnet_100": Variant({"width": 1.0}, "GhostNet-1.0x: 5.18M params, 141.2M MACs at 224."),
     "ghostnet_130": Variant({"width": 1.3}, "GhostNet-1.3x: 7.36M params, 227.0M MACs at 224."),
 })
+
+# One line per registered name, so that `from mindghost.models.<family> import <name>` works and editors find it.
+ghostnet_050 = _entry["ghostnet_050"]
+ghostnet_100 = _entry["ghostnet_100"]
+ghostnet_130 = _entry["ghostnet_130"]

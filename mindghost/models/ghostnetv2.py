@@ -125,8 +125,13 @@ default_cfgs = {
     "ghostnetv2_160": _cfg(paper_top1=77.8),
 }
 
-register_variants(GhostNetV2, {
+_entry = register_variants(GhostNetV2, {
     "ghostnetv2_100": Variant({"width": 1.0}, "GhostNetV2-1.0x: 6.16M params, 167.0M MACs at 224."),
     "ghostnetv2_130": Variant({"width": 1.3}, "GhostNetV2-1.3x: 8.96M params, 269.3M MACs at 224."),
     "ghostnetv2_160": Variant({"width": 1.6}, "GhostNetV2-1.6x: 12.39M params, 398.6M MACs at 224."),
 })
+
+# One line per registered name, so that `from mindghost.models.<family> import <name>` works and editors find it.
+ghostnetv2_100 = _entry["ghostnetv2_100"]
+ghostnetv2_130 = _entry["ghostnetv2_130"]
+ghostnetv2_160 = _entry["ghostnetv2_160"]

@@ -20,7 +20,6 @@ bias, no `bn_dw`), as timm's `convert_to_deploy()` leaves them. `model.reparamet
 """
 import math
 import re
-import time
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,12 +28,13 @@ from mindspore import Tensor, nn, ops
 
 from ..weights import CheckpointError
 from ._registry import DefaultCfg, Variant, register_variants
+from ._reparam import forget_compiled_graphs
 from .ghostnet import GHOSTNET_V1_ARCH, BlockSpec, GhostBottleneck, GhostNet
 from .ghostnetv2 import checkpoint_filter_fn as _v2_checkpoint_filter_fn
 from .ghostnetv2 import dfc_short_conv, upsample_nearest
 from .layers import conv2d, init_weights_torch_default
 
-__all__ = ["GhostModuleV3", "GhostBottleneckV3", "GhostNetV3", "fuse_branches", "reparameterize_model"]
+__all__ = ["GhostModuleV3", "GhostBottleneckV3", "GhostNetV3", "fuse_branches"]
 
 NUM_BRANCHES = 3  # k×k branches per site in the paper's and timm's models
 BN_EPS = 1e-5  # MindSpore's and PyTorch's BatchNorm2d default; the reference's BNs all use it
@@ -266,16 +266,6 @@ class GhostBottleneckV3(_Reparameterizable, GhostBottleneck):
         return x + shortcut  # not `+=`: an in-place add has no ONNX mapping
 
 
-def _forget_compiled_graphs(model: nn.Cell) -> None:
-    """MindSpore keys a compiled GRAPH-mode network by (phase, the cell's creation time, id), not by its
-    structure: a model called before `reparameterize()` would run its stale train-form graph. A new creation
-    time makes the next call compile the fused network."""
-    stamp = time.time_ns()
-    for _, cell in model.cells_and_names():
-        if hasattr(cell, "_create_time"):
-            object.__setattr__(cell, "_create_time", stamp)
-
-
 class GhostNetV3(GhostNet):
     """GhostNetV3 at any width: GhostNetV2's network with re-parameterisable convs (see the module docstring).
 
@@ -322,7 +312,7 @@ class GhostNetV3(GhostNet):
                 if isinstance(cell, _Reparameterizable):
                     cell.reparameterize()
             self.reparameterized = True
-            _forget_compiled_graphs(self)
+            forget_compiled_graphs(self)
         return self
 
     @staticmethod
@@ -336,24 +326,6 @@ class GhostNetV3(GhostNet):
         if any("_rpr_" in k for k in keys):
             return "train"
         return None
-
-
-def reparameterize_model(model: nn.Cell) -> nn.Cell:
-    """The inference form of any model, in place: fuses every re-parameterisable cell (GhostNetV3 today) and
-    returns `model`; a no-op for models without branches (GhostNet v1/v2, G-GhostNet, Ghost-ResNet) and for
-    models already fused. Entry points that only run inference (validate, export, benchmark, profile) call it."""
-    if callable(getattr(model, "reparameterize", None)):
-        if not getattr(model, "reparameterized", False):
-            model.reparameterize()
-        return model
-    changed = False
-    for _, cell in list(model.cells_and_names()):  # e.g. a wrapper holding a GhostNetV3
-        if isinstance(cell, (GhostNetV3, _Reparameterizable)) and not cell.reparameterized:
-            cell.reparameterize()
-            changed = True
-    if changed:
-        _forget_compiled_graphs(model)
-    return model
 
 
 _AUTHORS_BN = re.compile(r"(_rpr_(?:conv\.\d+|scale))\.bn\.")  # the authors' conv+BN branches are `conv`/`bn`
@@ -409,9 +381,15 @@ default_cfgs = {
     "ghostnetv3_160": _cfg(),
 }
 
-register_variants(GhostNetV3, {
+_entry = register_variants(GhostNetV3, {
     "ghostnetv3_050": Variant({"width": 0.5}, "GhostNetV3-0.5x: 3.40M params to train, 2.85M fused."),
     "ghostnetv3_100": Variant({"width": 1.0}, "GhostNetV3-1.0x: 8.13M params to train, 6.15M fused."),
     "ghostnetv3_130": Variant({"width": 1.3}, "GhostNetV3-1.3x: 12.22M params to train, 8.95M fused."),
     "ghostnetv3_160": Variant({"width": 1.6}, "GhostNetV3-1.6x: 17.28M params to train, 12.38M fused."),
 })
+
+# One line per registered name, so that `from mindghost.models.<family> import <name>` works and editors find it.
+ghostnetv3_050 = _entry["ghostnetv3_050"]
+ghostnetv3_100 = _entry["ghostnetv3_100"]
+ghostnetv3_130 = _entry["ghostnetv3_130"]
+ghostnetv3_160 = _entry["ghostnetv3_160"]

@@ -293,8 +293,7 @@ def _model_builders(args, device: str, skipped: Dict[str, str],
                     trace_shape: Sequence[int]) -> Dict[str, Callable[[], object]]:
     """A fresh model per call for each in-process MindSpore implementation (a train step changes its model);
     `trace_shape` is the batch-1 input shape BN folding traces with."""
-    from ..models import create_model, reparameterize_model
-    from .fuse import fuse_bn
+    from ..models import create_model, fuse_bn, reparameterize_model
 
     def mindghost_model(fuse: bool = False, train: bool = False, **accelerate_kwargs):
         model = create_model(args.model, num_classes=args.num_classes, in_channels=args.in_channels,
@@ -347,10 +346,9 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
     `children` are peers in other processes (benchmarks/peers.py): objects with `runner(task) -> Runner` and
     `info`; their calls interleave with the in-process ones. `skipped` maps peers that could not run to why.
     """
-    from ..runtime import num_cores
-    from .export import setup_mindspore
+    from ..runtime import num_cores, setup_context
 
-    setup_mindspore(device, mode="graph", cpu_threads=args.threads)
+    setup_context(device, mode="graph", cpu_threads=args.threads)
     import mindspore as ms
 
     from ..models import get_default_cfg
@@ -374,9 +372,8 @@ def measure(args: argparse.Namespace, device: str, children: Optional[Dict[str, 
         except ImportError:
             skipped["onnxruntime"] = "onnxruntime is not installed (pip install onnxruntime)"
         else:
-            from ..models import create_model, reparameterize_model
+            from ..models import create_model, fuse_bn, reparameterize_model
             from .export import export_model
-            from .fuse import fuse_bn
 
             plain = fuse_bn(reparameterize_model(create_model(args.model, num_classes=args.num_classes,
                                                               in_channels=chans)),

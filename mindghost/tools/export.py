@@ -24,62 +24,32 @@ FORMATS = ("mindir", "onnx", "air")
 SUFFIX = {"mindir": ".mindir", "onnx": ".onnx", "air": ".air"}
 
 
+ONNX_MISSING_NOTE = "opset not read: the onnx package is not installed (pip install onnx)"
+
+
 def onnx_opset(path: str) -> Optional[int]:
-    """The default-domain opset of an ONNX file, read from its protobuf header (no `onnx` package needed)."""
-
-    def varint(buf: bytes, i: int):
-        shift = value = 0
-        while True:
-            b = buf[i]
-            value |= (b & 0x7F) << shift
-            i += 1
-            if b < 0x80:
-                return value, i
-            shift += 7
-
-    def fields(buf: bytes):
-        i = 0
-        while i < len(buf):
-            key, i = varint(buf, i)
-            number, wire = key >> 3, key & 7
-            if wire == 0:
-                value, i = varint(buf, i)
-            elif wire == 2:
-                size, i = varint(buf, i)
-                value, i = buf[i:i + size], i + size
-            elif wire in (1, 5):
-                size = 8 if wire == 1 else 4
-                value, i = buf[i:i + size], i + size
-            else:
-                return
-            yield number, value
-
-    with open(path, "rb") as f:
-        data = f.read()
+    """The default-domain (`ai.onnx`) opset an ONNX file declares, read with the `onnx` package (the graph only,
+    no external weight files); None when `onnx` is not installed or the file declares none."""
     try:
-        for number, value in fields(data):
-            if number == 8:  # ModelProto.opset_import: OperatorSetIdProto {1: domain, 2: version}
-                entry = dict(fields(value))
-                if not entry.get(1):
-                    return int(entry.get(2, 0))
-    except (IndexError, TypeError):
+        import onnx
+    except ImportError:
         return None
+    for entry in onnx.load(path, load_external_data=False).opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
     return None
 
 
-def setup_mindspore(device: str, mode: str = "graph", cpu_threads: int = 0) -> None:
-    """`runtime.setup_context`, tolerating a process whose device was already fixed by earlier kernels
-    (tools called in-process after other MindSpore work, as in tests): then only the mode is set."""
-    from ..runtime import setup_context
-
+def onnx_opset_record(path: str) -> Dict[str, object]:
+    """The export JSON's opset entries: {"onnx_opset": N}, or {"onnx_opset": None, "onnx_opset_note": why}."""
+    opset = onnx_opset(path)
+    if opset is not None:
+        return {"onnx_opset": opset}
     try:
-        setup_context(device, mode=mode, cpu_threads=cpu_threads)
-    except RuntimeError as e:
-        if "initialized" not in str(e):
-            raise
-        import mindspore as ms
-
-        ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+        import onnx  # noqa: F401
+    except ImportError:
+        return {"onnx_opset": None, "onnx_opset_note": ONNX_MISSING_NOTE}
+    return {"onnx_opset": None, "onnx_opset_note": "the file declares no default-domain (ai.onnx) opset"}
 
 
 def build_model(name: str, ckpt_path: str = "", random_weights: bool = False, num_classes: Optional[int] = None,
@@ -163,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--device", default="auto", help="CPU, GPU, Ascend or auto")
     args = parser.parse_args(argv)
 
-    from ..runtime import prepare_environment
+    from ..runtime import prepare_environment, setup_context
 
     device, note = prepare_environment(args.device)
     if "air" in args.format and device != "Ascend":
@@ -176,11 +146,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             get_default_cfg(args.model)
         except ValueError as e:  # names the registered models and close matches
             parser.error(str(e))
-    setup_mindspore(device, mode="graph")
+    setup_context(device, mode="graph")
     import mindspore as ms
 
     from ..inference import resolve_inference_setup, setup_from_checkpoint
-    from .fuse import count_batchnorms, fuse_bn, max_diff
+    from ..models import count_batchnorms, fuse_bn, max_diff
 
     # the checkpoint's recorded model, classes and eval preprocessing (what its JSON tells a deployment);
     # a CheckpointError (run directory, missing file, other model or num_classes) reaches run_main: exit 2
@@ -233,9 +203,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report["files"][fmt] = path
         extra = ""
         if fmt == "onnx":
-            opset = onnx_opset(path)
-            report["onnx_opset"] = opset
-            extra = f" (opset {opset})" if opset else ""
+            report.update(onnx_opset_record(path))
+            opset = report["onnx_opset"]
+            extra = f" (opset {opset})" if opset is not None else f" ({report['onnx_opset_note']})"
         print(f"wrote {path}{extra}  {os.path.getsize(path) / 1e6:.2f} MB")
         if fmt == "mindir":
             diff = max_diff(reference, run_mindir(path, x))

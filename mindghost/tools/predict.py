@@ -28,9 +28,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..data import IMG_EXTENSIONS
 from ..errors import UsageError
-
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def find_images(inputs: Sequence[str]) -> List[str]:
@@ -227,9 +226,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     paths = find_images(args.inputs)
     k = min(args.top_k, setup.num_classes)
 
-    from .export import setup_mindspore
+    from ..runtime import setup_context
 
-    setup_mindspore(device, mode="graph" if args.mindir else args.mode)
+    setup_context(device, mode="graph" if args.mindir else args.mode)
     import mindspore as ms
 
     if args.mindir:

@@ -21,11 +21,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..data import IMG_EXTENSIONS
 from ..errors import UsageError
 from .plots import matplotlib_available, require_matplotlib
-from .trace import trace_forward
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 DEFAULT_LAYERS = ("blocks.0.0.ghost1.primary_conv",)  # GhostNet v1/v2: first bottleneck's intrinsic maps
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -120,6 +119,8 @@ def default_layer(model) -> str:
 
 def capture(model, layer: str, images: np.ndarray) -> np.ndarray:
     """Output of the cell named `layer` for a batch of images, as (N, C, H, W), from one traced forward."""
+    from ..models import trace_forward
+
     cells = dict(model.cells_and_names())
     if layer not in cells or not layer:
         close = [n for n in cells if n and layer.split(".")[-1] in n][:8]
@@ -221,11 +222,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     paths = image_paths(args.image, args.max_images)
 
-    from ..runtime import prepare_environment
-    from .export import setup_mindspore
+    from ..runtime import prepare_environment, setup_context
 
     device, _ = prepare_environment(args.device)
-    setup_mindspore(device, mode="pynative")
+    setup_context(device, mode="pynative")
 
     specs = [(args.model, args.ckpt_path, args.layer)]
     if args.compare_model:

@@ -6,16 +6,15 @@ under MindSpore's names (`moments.<name>`, `global_step`, ...), the loss scale, 
 that meta, never from the file name. `mindghost.models.load_checkpoint` reads the same files for inference.
 """
 import contextlib
-import json
 import logging
 import os
 import shutil
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
-from ..weights import META_KEY, CheckpointError, CheckpointSaveError, atomic_save, read_checkpoint
+from ..weights import META_KEY, CheckpointError, CheckpointSaveError, atomic_save, decode_meta, read_checkpoint
 
 __all__ = ["BEST", "LAST", "CheckpointManager", "CheckpointSaveError", "atomic_save", "load_training_state",
-           "read_meta", "training_params"]
+           "not_a_training_checkpoint", "training_params"]
 LAST = "last.ckpt"
 BEST = "best.ckpt"
 _LOG = logging.getLogger("mindghost")
@@ -92,13 +91,10 @@ class CheckpointManager:
             os.remove(os.path.join(self.directory, f))
 
 
-def read_meta(path: str) -> Optional[Dict[str, Any]]:
-    state = read_checkpoint(path)
-    meta = state.get(META_KEY)
-    if meta is None:
-        raise CheckpointError(f"'{path}' is not a mindghost training checkpoint (no '{META_KEY}' entry); "
-                              "to start from its weights use --ckpt_path instead of --resume")
-    return json.loads(str(meta))
+def not_a_training_checkpoint(path: str) -> CheckpointError:
+    """The error for a `--resume` file without mindghost metadata (weights only: MindCV, converted, .pth)."""
+    return CheckpointError(f"'{path}' is not a mindghost training checkpoint (no '{META_KEY}' entry); "
+                           "to start from its weights use --ckpt_path instead of --resume")
 
 
 def _is_slot(name: str, weights) -> bool:
@@ -137,8 +133,7 @@ def load_training_state(train_step, path: str) -> Tuple[Dict[str, Any], Dict[str
     state = read_checkpoint(path)
     meta_raw = state.pop(META_KEY, None)
     if meta_raw is None:
-        raise CheckpointError(f"'{path}' is not a mindghost training checkpoint (no '{META_KEY}' entry); "
-                              "to start from its weights use --ckpt_path instead of --resume")
+        raise not_a_training_checkpoint(path)
     # the lr table is derived from the config (a resumed run may change epochs), so it is not restored
     names = {d["name"] for d in training_params(train_step)} - {"learning_rate"}
     if "skipped_steps" in names and "skipped_steps" not in state:  # saved before the counter existed
@@ -174,4 +169,4 @@ def load_training_state(train_step, path: str) -> Tuple[Dict[str, Any], Dict[str
     not_loaded = [k for k in not_loaded if k != "learning_rate" and not is_distill_param(k)]  # teacher: from its ckpt
     if not_loaded:
         raise CheckpointError(f"Cannot resume from '{path}': not loaded: {not_loaded[:6]}")
-    return json.loads(str(meta_raw)), state
+    return decode_meta(meta_raw, path), state

@@ -14,9 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A recipe or command line that does not fit the schema; the message names the key."""
+from ..errors import ConfigError
 
 
 def _f(default, help: str, choices: Optional[Sequence[Any]] = None, **kw):

@@ -14,19 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from ..errors import TrainingDiverged, TrainingStalled
 from .callbacks import CallbackList
 from .checkpoint import LAST
 from .logs import LOG
 from .optim import LrSchedule
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or inf; the run stopped before saving anything from the diverged state."""
-
-
-class TrainingStalled(RuntimeError):
-    """fp16 gradients overflowed at every step of a stretch, so every update was skipped: the run would train on
-    nothing. The message names the loss-scale settings to change."""
 
 
 class Speed:

@@ -8,14 +8,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
 
 from ..data import DatasetInfo, EvalPreprocessing
+from ..errors import RunCheckError
 from .config import Config, ConfigError
 from .distributed import Replica
 from .logs import LOG
 from .run_dir import Run
-
-
-class RunCheckError(ConfigError):
-    """Several problems with a run's config or data, all listed in the message."""
 
 
 def raise_problems(problems: List[Exception]) -> None:
@@ -170,9 +167,12 @@ def check_resume(cfg: Config, path: str, devices: int) -> bool:
     so such a resume is refused, naming the changed keys; so is another model (its weights would not fit). A
     changed schedule is allowed, with a warning; changed optimizer, accumulation or EMA settings are logged, and
     `checkpoint.load_training_state` adds and drops their state by name."""
-    from .checkpoint import read_meta
+    from ..weights import read_meta
+    from .checkpoint import not_a_training_checkpoint
 
-    meta = read_meta(path)
+    meta = read_meta(path, "--resume")
+    if meta is None:
+        raise not_a_training_checkpoint(path)
     old = dict(meta.get("config") or {})
     old["devices"] = meta.get("devices", devices)  # checkpoints before this key: assume unchanged
     new = dict(cfg.to_dict(), devices=devices)

@@ -7,14 +7,19 @@ import json
 import os
 from typing import Any, Dict, Union
 
-from ..errors import CheckpointError  # noqa: F401  (defined MindSpore-free there; re-exported from here)
+from ..errors import CheckpointError, CheckpointSaveError
 
 META_KEY = "mindghost_meta"  # the JSON entry that makes a checkpoint self-describing
 TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin")  # read by the torch-free reader (weights.pth)
 
 
-class CheckpointSaveError(RuntimeError):
-    """A checkpoint could not be written (disk full, permissions, non-finite weights); earlier ones are intact."""
+def decode_meta(raw: Any, path: str) -> Dict[str, Any]:
+    """The `META_KEY` entry of the checkpoint at `path` (a JSON string, as MindSpore returns it) as a dict;
+    CheckpointError naming the file when it is not valid JSON."""
+    try:
+        return json.loads(raw if isinstance(raw, str) else str(raw))
+    except ValueError as e:
+        raise CheckpointError(f"'{path}': its '{META_KEY}' entry is not valid JSON ({e})") from e
 
 
 def _remove_quietly(path: str) -> None:

@@ -6,18 +6,17 @@ and PyTorch state dicts (`.pth`, `.pth.tar`, `.pt`, read without torch and witho
 Every model parameter must be present with the right shape; anything else is an error listing the keys.
 """
 import glob
-import json
 import logging
 import os
 import sys
-from typing import Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
 from mindspore import Parameter, Tensor, load_param_into_net, nn
 from mindspore import load_checkpoint as ms_load_checkpoint
 
-from .io import META_KEY, TORCH_SUFFIXES, CheckpointError
+from .io import META_KEY, TORCH_SUFFIXES, CheckpointError, decode_meta
 from .pth import read_pth, unwrap_state_dict
 
 _LOG = logging.getLogger("mindghost")
@@ -68,6 +67,33 @@ def read_checkpoint(path: str, ema: bool = False) -> Dict[str, object]:
             f"Could not read '{path}' as a MindSpore {fmt} checkpoint ({type(e).__name__}: {e}). "
             "The file is truncated, corrupt or not a checkpoint; use another checkpoint from the run directory."
         ) from e
+
+
+def read_meta(path: str, flag: str = "--ckpt_path") -> Optional[Dict[str, Any]]:
+    """The mindghost metadata of a checkpoint file (the `META_KEY` JSON entry: model, classes, config, epoch, ...)
+    without loading its tensors; None when the file has none (MindCV checkpoints, .pth, .safetensors).
+
+    The one reader of checkpoint metadata (inference, resume, tests). A folder or missing path is refused naming
+    `flag` (`check_ckpt_path`); an unreadable file or invalid JSON raises CheckpointError."""
+    check_ckpt_path(path, flag)
+    if not path.endswith(".ckpt"):
+        return None
+    kept = []
+
+    def meta_and_one(name: str) -> bool:
+        # the meta plus one tensor: MindSpore raises when the filter leaves nothing (a checkpoint without meta)
+        if name == META_KEY or not kept:
+            kept.append(name)
+            return True
+        return False
+
+    try:
+        entries = ms_load_checkpoint(path, choice_func=meta_and_one)
+    except Exception as e:  # MindSpore's terse ValueError/RuntimeError for damaged files
+        raise CheckpointError(f"could not read '{path}' as a MindSpore checkpoint ({type(e).__name__}: {e}); the "
+                              "file is truncated, corrupt or not a checkpoint") from e
+    raw = entries.get(META_KEY)
+    return None if raw is None else decode_meta(raw, path)
 
 
 def _as_numpy(value) -> np.ndarray:
@@ -206,9 +232,7 @@ def load_checkpoint(model: nn.Cell, path: str, ema: bool = False, filter_fn=None
         state = filter_fn(state, whole)
     load_state_dict(model, state, source=f"Checkpoint '{path}'", ema=ema, new_classifier=new_classifier,
                     new_classifier_reason=new_classifier_reason)
-    if meta is None:
-        return None
-    return json.loads(meta if isinstance(meta, str) else str(meta))
+    return None if meta is None else decode_meta(meta, path)
 
 
 def _family_filter_fn(model: nn.Cell):

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .io import CheckpointError
+from ..errors import CheckpointError, UnsafeCheckpointError
 
 __all__ = ["UnsafeCheckpointError", "load_pth", "read_pth", "unwrap_state_dict"]
 
@@ -30,10 +30,6 @@ LEGACY_PROTOCOL = 1001  # torch.serialization.PROTOCOL_VERSION
 # Wrapper keys tried in order when the file is not a plain state dict (timm / training-script checkpoints).
 WRAPPER_KEYS = ("state_dict", "model")
 EMA_KEYS = ("state_dict_ema", "model_ema", "ema")
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """The pickle names a global outside the allowlist; nothing it names has been called."""
 
 
 # ---------------------------------------------------------------------------------------------- stand-ins

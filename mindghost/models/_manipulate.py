@@ -1,19 +1,74 @@
-"""Fold BatchNorm into the preceding convolution for inference and export.
+"""Model surgery for inference: one traced forward, and BatchNorm folded into the preceding convolution.
 
-An eval-mode BatchNorm is an affine map per channel, y = γ (x − μ) / √(σ² + ε) + β, so a Conv2d whose output
-goes only into a BatchNorm2d can absorb it: W' = W · s, b' = (b − μ) · s + β with s = γ / √(σ² + ε). The
-fused network computes the same function with one op less per pair (exact up to float rounding, ~1e-6).
+timm keeps its model-manipulation helpers in `timm/models/_manipulate.py`; these are mindghost's.
 
-Pairs are found by one traced forward (`tools/trace.py`, PyNative with hooks): a BatchNorm2d is folded when
-its input is the very tensor a Conv2d returned and no other cell consumed that tensor. This covers
-`SequentialCell([conv, bn, ...])` as well as `self.bn(self.conv(x))`, in any family file, without a name list.
+Traced forward (`trace_forward`). The profiler (MACs), BN folding (which conv feeds which BN), the redundancy
+tool (one layer's maps) and the benchmark's physical floor (bytes moved) all need to watch a forward. Hooks only
+fire in PyNative mode, so the forward runs there and the previous execution mode and train flag are restored
+afterwards, even on error.
+
+BN folding (`fuse_bn`). An eval-mode BatchNorm is an affine map per channel, y = γ (x − μ) / √(σ² + ε) + β, so a
+Conv2d whose output goes only into a BatchNorm2d can absorb it: W' = W · s, b' = (b − μ) · s + β with
+s = γ / √(σ² + ε). The fused network computes the same function with one op less per pair (exact up to float
+rounding, ~1e-6). Pairs are found by one traced forward: a BatchNorm2d is folded when its input is the very tensor
+a Conv2d returned and no other cell consumed that tensor. This covers `SequentialCell([conv, bn, ...])` as well as
+`self.bn(self.conv(x))`, in any family file, without a name list.
 """
 import copy
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .trace import trace_forward
+__all__ = ["check_fusion", "count_batchnorms", "find_conv_bn_pairs", "fold_conv_bn", "fuse_bn", "layer_macs",
+           "max_diff", "trace_forward"]
+
+# on_output(name, cell, inputs, output) and on_input(name, cell, inputs)
+OutputHook = Callable[[str, object, tuple, object], None]
+InputHook = Callable[[str, object, tuple], None]
+
+
+def trace_forward(model, x: Union[np.ndarray, Sequence[int]], cells: Iterable[Tuple[str, object]],
+                  on_output: Optional[OutputHook] = None, on_input: Optional[InputHook] = None):
+    """Run `model` once in eval mode on `x` with hooks on `cells` ((name, cell) pairs, e.g. a filtered
+    `model.cells_and_names()`); returns the model's output (a MindSpore Tensor).
+
+    `x` is an input array (N, C, H, W float32) or a shape, which means zeros of that shape. `on_output` sees each
+    cell's inputs and output, `on_input` each cell's inputs before it runs. Raises whatever the forward raises
+    (e.g. a shape error for an input the model cannot take).
+    """
+    import mindspore as ms
+
+    if not isinstance(x, np.ndarray):
+        x = np.zeros(tuple(x), np.float32)
+    handles = []
+    for name, cell in cells:
+        if on_output is not None:
+            handles.append(cell.register_forward_hook(
+                lambda _cell, inputs, output, n=name, c=cell: on_output(n, c, inputs, output)))
+        if on_input is not None:
+            handles.append(cell.register_forward_pre_hook(lambda _cell, inputs, n=name, c=cell: on_input(n, c, inputs)))
+    previous_mode = ms.get_context("mode")
+    was_training = model.training
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        model.set_train(False)
+        return model(ms.Tensor(x))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.set_train(was_training)
+        ms.set_context(mode=previous_mode)
+
+
+def layer_macs(cell, output_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of one Conv2d or Dense call that produced `output_shape` (batch included)."""
+    from mindspore import nn
+
+    out_elems = int(np.prod(output_shape))
+    if isinstance(cell, nn.Conv2d):
+        kh, kw = cell.kernel_size
+        return out_elems * (cell.in_channels // cell.group) * kh * kw
+    return out_elems * cell.in_channels
 
 
 def find_conv_bn_pairs(model, input_shape: Sequence[int] = (1, 3, 64, 64)) -> List[Tuple[str, str]]:
