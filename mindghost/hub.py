@@ -349,11 +349,12 @@ def format_problem(path: str, source: WeightSource) -> str:
     login portal's) and a transfer cut short without a Content-Length."""
     with open(path, "rb") as f:
         start = f.read(64).lstrip().lower()
-    if start.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or start.startswith(b"{"):
-        kind = "an HTML page" if start.startswith(b"<") else "a JSON document"
-        return f"it is {kind}, not weights (a proxy, login or error page served in its place?)"
-    if source.filename.endswith(".safetensors"):
+    if start.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")):
+        return "it is an HTML page, not weights (a proxy, login or error page served in its place?)"
+    if source.filename.endswith(".safetensors"):  # (its first byte may be '{': the header length's low byte)
         return _safetensors_problem(path)
+    if start.startswith(b"{"):
+        return "it is a JSON document, not weights (an API error served in its place?)"
     if source.format == "ckpt":
         return _ckpt_problem(path)
     try:
