@@ -73,3 +73,13 @@ class TrainingStalled(RuntimeError):
 # What `runtime.run_main` reports as the user's doing (one line, exit 2). Subclasses count too.
 USER_ERRORS = (CheckpointError, CheckpointSaveError, ConfigError, ConvertError, DataError, DeviceError, UsageError,
                TrainingDiverged, TrainingStalled)
+
+
+class TrainingPreempted(SystemExit):
+    """train.py stopped on SIGTERM/SIGUSR1 after saving a mid-epoch checkpoint (`training.preempt`). A SystemExit,
+    so `runtime.run_main` exits with its `code` (128 + the signal number: 143 for SIGTERM, 138 for SIGUSR1);
+    `summary` is what summary.json records (`stopped`, the checkpoint to resume from)."""
+
+    def __init__(self, code: int, summary: dict) -> None:
+        super().__init__(code)
+        self.summary = summary

@@ -266,14 +266,134 @@ def verify(path: str, source: WeightSource) -> str:
     return actual
 
 
+def _varint(f) -> Optional[int]:
+    shift, value = 0, 0
+    while True:
+        b = f.read(1)
+        if not b:
+            return None
+        value |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            return None
+
+
+def _ckpt_problem(path: str) -> str:
+    """A MindSpore checkpoint is a protobuf `Checkpoint` of `Value` entries (field 1, each starting with its name,
+    field 1 again): walk the top-level fields without MindSpore; they must end exactly at the end of the file."""
+    size = os.path.getsize(path)
+    entries = 0
+    with open(path, "rb") as f:
+        while f.tell() < size:
+            at = f.tell()
+            key = _varint(f)
+            if key is None or key >> 3 == 0:
+                return f"no protobuf field at byte {at:,}"
+            wire = key & 7
+            if wire == 2:
+                length = _varint(f)
+                if length is None or f.tell() + length > size:
+                    return f"an entry at byte {at:,} runs past the end of the file (truncated)"
+                if key >> 3 == 1:
+                    if f.read(1) != b"\x0a":
+                        return f"entry {entries + 1} at byte {at:,} has no parameter name"
+                    entries += 1
+                    f.seek(at)
+                    _varint(f)
+                    _varint(f)
+                f.seek(length, os.SEEK_CUR)
+            elif wire == 0:
+                if _varint(f) is None:
+                    return "truncated"
+            elif wire in (1, 5):
+                f.seek(8 if wire == 1 else 4, os.SEEK_CUR)
+            else:
+                return f"no protobuf field at byte {at:,}"
+    if entries == 0:
+        return "no parameter entries"
+    return ""
+
+
+def _safetensors_problem(path: str) -> str:
+    """8-byte little-endian header length, a JSON header, then exactly the tensor bytes it describes."""
+    import json
+    import struct
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return "shorter than a safetensors header"
+        n = struct.unpack("<Q", head)[0]
+        if n > size - 8:
+            return "the header length runs past the end of the file"
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+        except ValueError as e:
+            return f"the header is not JSON ({e})"
+    if not isinstance(header, dict):
+        return "the header is not a JSON object"
+    ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    expected = 8 + n + max(ends, default=0)
+    if expected != size:
+        return f"the header describes {expected:,} bytes, the file has {size:,} (truncated or padded)"
+    return ""
+
+
+def format_problem(path: str, source: WeightSource) -> str:
+    """Why the file at `path` does not parse as `source`'s declared format ("" when it does): `.safetensors`
+    header and sizes; MindSpore `.ckpt` protobuf structure; PyTorch `.pth`/`.bin` through mindghost's torch-free
+    reader (`weights.pth.load_pth`, needs numpy). Catches an HTML page served with status 200 (a proxy's or a
+    login portal's) and a transfer cut short without a Content-Length."""
+    with open(path, "rb") as f:
+        start = f.read(64).lstrip().lower()
+    if start.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")):
+        return "it is an HTML page, not weights (a proxy, login or error page served in its place?)"
+    if source.filename.endswith(".safetensors"):  # (its first byte may be '{': the header length's low byte)
+        return _safetensors_problem(path)
+    if start.startswith(b"{"):
+        return "it is a JSON document, not weights (an API error served in its place?)"
+    if source.format == "ckpt":
+        return _ckpt_problem(path)
+    try:
+        from .weights.pth import load_pth
+
+        load_pth(path)
+    except ImportError:
+        return ""  # no numpy on this machine: the loader checks it later
+    except Exception as e:  # CheckpointError, pickle/zip errors of a damaged file
+        return f"the PyTorch reader cannot read it ({type(e).__name__}: {e})"
+    return ""
+
+
+def _set_aside(path: str) -> str:
+    bad = path + ".bad"
+    os.replace(path, bad)
+    return bad
+
+
 def find_local(source: WeightSource, mirror_dir: Optional[str] = None) -> Optional[str]:
     """Path of `source.filename` in a mirror folder or the cache (first found, verified), or None if absent.
 
-    A file that is present but fails verification raises PretrainedError: it is never skipped silently."""
-    for folder in mirror_dirs(mirror_dir) + [cache_dir()]:
+    A file that is present but fails verification (size, sha256, declared format: `format_problem`) is never
+    skipped silently: in the cache it is moved aside as `<name>.bad` (logged; the caller then fetches it again,
+    once), in a mirror folder (read-only, shared) PretrainedError names the exact file to replace."""
+    mirrors = mirror_dirs(mirror_dir)
+    for folder in mirrors + [cache_dir()]:
         path = os.path.join(folder, source.filename)
         if os.path.isfile(path):
-            digest = verify(path, source)
+            in_cache = folder not in mirrors
+            digest = verify(path, source)  # a wrong size or checksum is refused as it is: both values named
+            problem = format_problem(path, source)
+            if problem:
+                what = f"'{path}' does not load as a {source.format} file: {problem}."
+                if not in_cache:
+                    raise PretrainedError(f"Pretrained weight file {what} Replace it with the file from {source.url} "
+                                          f"saved as '{source.filename}', or remove it (rm '{path}').")
+                _LOG.warning("cached %s Moved aside to %s; fetching it again.", what, _set_aside(path))
+                continue
             if source.sha256 is None:
                 _LOG.info("using %s (sha256 %s; the publisher gives no checksum to compare with)", path, digest)
             return path
@@ -317,8 +437,55 @@ class _DownloadFailed(Exception):
     """Internal: why one download did not produce a good file (network or integrity), turned into PretrainedError."""
 
 
+_HF_URL = re.compile(r"https://huggingface\.co/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<file>.+)$")
+
+
+def _hf_download(source: WeightSource, folder: str, match) -> Optional[str]:
+    """A Hugging Face file through `huggingface_hub.hf_hub_download` when that package is installed (it honours
+    HF_ENDPOINT mirrors, HF_TOKEN and resumes cut-off transfers); None when it is not. The file lands in
+    `<folder>/.hf/` and is verified like any download before it gets its cache name."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        return None
+    final = os.path.join(folder, source.filename)
+    try:
+        got = hf_hub_download(repo_id=match["repo"], filename=match["file"], revision=match["revision"],
+                              local_dir=os.path.join(folder, ".hf"))
+    except Exception as e:  # huggingface_hub's HTTP, offline and not-found errors have no common base besides it
+        raise _DownloadFailed(f"huggingface_hub: {type(e).__name__}: {e}") from e
+    problem = _integrity_problem(got, source)
+    if problem:
+        os.remove(got)
+        raise _DownloadFailed(problem)
+    os.replace(got, final)
+    _LOG.info("downloaded %s with huggingface_hub (%s bytes)", final, f"{os.path.getsize(final):,}")
+    return final
+
+
+def _integrity_problem(path: str, source: WeightSource) -> str:
+    """Size, sha256 and declared format of a received file ("" when it is good)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "the server sent an empty file"
+    if source.size is not None and size != source.size:
+        return f"received {size:,} bytes, the published file has {source.size:,}"
+    if source.sha256 is not None:
+        actual = sha256_of(path)
+        if actual != source.sha256:
+            return (f"checksum mismatch: sha256 {actual}, expected {source.sha256} (corrupted in transit, or the "
+                    "publisher replaced the file)")
+    problem = format_problem(path, source)
+    return f"what was received is not a {source.format} weight file: {problem}" if problem else ""
+
+
 def _download(source: WeightSource, folder: str, progress: bool, timeout: float) -> str:
     os.makedirs(folder, exist_ok=True)
+    match = _HF_URL.match(source.url)
+    if match:
+        got = _hf_download(source, folder, match)
+        if got is not None:
+            return got
     final = os.path.join(folder, source.filename)
     # The temporary file sits next to the final one so that os.replace is an atomic rename on the same file system;
     # its name starts with a dot and ends in .part, so nothing looks for it under the real name.
@@ -365,6 +532,10 @@ def _download(source: WeightSource, folder: str, progress: bool, timeout: float)
         if source.sha256 is not None and actual != source.sha256:
             raise _DownloadFailed(f"checksum mismatch: sha256 {actual}, expected {source.sha256} "
                                   "(corrupted in transit, or the publisher replaced the file)")
+        problem = format_problem(tmp, source)  # before the real name: an HTML page or a cut-off file never gets it
+        if problem:
+            raise _DownloadFailed(f"what was received ({received:,} bytes) is not a {source.format} weight file: "
+                                  f"{problem}")
         os.replace(tmp, final)
     except BaseException:
         if os.path.exists(tmp):
@@ -388,6 +559,10 @@ def _failure_message(subject: str, failures: Sequence[Tuple[WeightSource, str]],
         lines.append(f"Searched: the cache folder {cache_dir()} ({ENV_MIRROR} is not set).")
     else:
         lines.append(f"Searched: {', '.join(mirrors)} and the cache folder {cache_dir()}.")
+    for src, _ in failures:
+        bad = os.path.join(cache_dir(), src.filename + ".bad")
+        if os.path.isfile(bad):
+            lines.append(f"The cached copy that did not load was moved to '{bad}': remove it (rm '{bad}').")
     return "\n".join(lines)
 
 

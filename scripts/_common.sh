@@ -40,6 +40,28 @@ need_msrun() {
     exit 2; }
 }
 
+# need_free_port PORT: stop before msrun when PORT (MASTER_PORT) is taken on this machine. msrun's scheduler then
+# fails at once, but its workers wait out the whole cluster timeout (600 s) before dying with raw tracebacks.
+# A bind is the test (a listening socket refuses it; a closed connection in TIME_WAIT does not).
+need_free_port() {
+  local port=$1 rc=0
+  python -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("", int(sys.argv[1])))
+except OSError:
+    sys.exit(3)
+' "$port" || rc=$?
+  if [ "$rc" -eq 3 ]; then
+    echo "error: port $port on this machine is already in use (MASTER_PORT=$port; another msrun job, or any other" \
+         "program, holds it), so msrun's scheduler could not start. Stop that job, or pick a free port:" \
+         "MASTER_PORT=$((port + 1)) bash $0 ..." >&2
+    exit 2
+  fi
+}
+
 # run_msrun LOG_DIR MSRUN_ARGS...: run msrun (its console output also goes to LOG_DIR/msrun.log); on failure
 # name the failed rank(s) and their logs. msrun itself reports only a PID ("Worker process PID exit with
 # exception"); every train.py worker prints "mindghost worker: rank R of N, pid P" first, which maps it back.
@@ -49,9 +71,10 @@ run_msrun() {
   set +e
   msrun --log_dir="$log_dir" "$@" 2>&1 | tee "$log_dir/msrun.log"
   local rc=${PIPESTATUS[0]}
-  set -e
-  [ "$rc" -eq 0 ] && return 0
-  local named=0 pid code log rank
+  if [ "$rc" -eq 0 ]; then set -e; return 0; fi
+  # the report runs without `set -e`: a grep that finds nothing (a worker that died before its first line)
+  # must not end the launcher before it has said what failed
+  local named=0 pid code log rank line
   while read -r pid code; do
     log=$(grep -l "mindghost worker: rank [0-9]* of [0-9]*, pid $pid\b" "$log_dir"/worker_*.log 2>/dev/null | head -n1)
     if [ -n "$log" ]; then
@@ -63,7 +86,14 @@ run_msrun() {
   done < <(sed -n 's/.*Worker process \([0-9]*\) exit with exception. Error code: \(-\{0,1\}[0-9]*\).*/\1 \2/p' \
            "$log_dir/msrun.log")
   if [ "$named" -eq 0 ]; then
-    echo "error: the distributed job failed (msrun exit code $rc); worker logs: $log_dir/worker_*.log" >&2
+    echo "error: the distributed job failed (msrun exit code $rc); no worker reported its rank. Logs:" \
+         "$log_dir/msrun.log, $log_dir/scheduler.log, $log_dir/worker_*.log" >&2
+    for log in "$log_dir"/scheduler.log "$log_dir"/worker_*.log; do
+      [ -f "$log" ] || continue
+      line=$(grep -m1 -E "^(error: |[A-Za-z]*Error)|ERROR" "$log")
+      [ -n "$line" ] && echo "    $(basename "$log"): $line" >&2
+    done
   fi
+  set -e
   return "$rc"
 }

@@ -11,6 +11,7 @@ NUM_WORKERS=8
 if [ $# -ge 1 ] && [[ $1 =~ ^[0-9]+$ ]]; then NUM_WORKERS=$1; shift; fi
 need_file config "$CONFIG"; need_file "data dir" "$DATA_DIR"; need_msrun
 LOG_DIR=$(abs_path "${LOG_DIR:-runs/msrun_log}")
+need_free_port "${MASTER_PORT:-8118}"
 run_msrun "$LOG_DIR" --worker_num="$NUM_WORKERS" --local_worker_num="$NUM_WORKERS" \
   --master_addr=127.0.0.1 --master_port="${MASTER_PORT:-8118}" --node_rank=0 \
   --join=True --cluster_time_out="${CLUSTER_TIMEOUT:-600}" \

@@ -14,6 +14,7 @@ CONFIG=$(resolve_config "$1") DATA_DIR=$(abs_path "$2") NUM_NODES=$3 NODE_RANK=$
 WORKERS_PER_NODE=${WORKERS_PER_NODE:-8}
 need_file config "$CONFIG"; need_file "data dir" "$DATA_DIR"; need_msrun
 LOG_DIR=$(abs_path "${LOG_DIR:-runs/msrun_log}")
+[ "$NODE_RANK" != 0 ] || need_free_port "${MASTER_PORT:-8118}"  # node 0 runs the scheduler
 run_msrun "$LOG_DIR" --worker_num=$((NUM_NODES * WORKERS_PER_NODE)) \
   --local_worker_num="$WORKERS_PER_NODE" --master_addr="$MASTER_ADDR" --master_port="${MASTER_PORT:-8118}" \
   --node_rank="$NODE_RANK" --join=True --cluster_time_out="${CLUSTER_TIMEOUT:-600}" \

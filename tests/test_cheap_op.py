@@ -89,9 +89,10 @@ def test_haar_filters_are_fixed_and_orthonormal():
     conv = seq[0]
     assert not conv.weight.requires_grad
     np.testing.assert_array_equal(conv.weight.asnumpy()[1, 0], f[1])  # channel 0's second ghost map
-    model = create_model("ghostnet_050", num_classes=10, cheap_op="haar")  # init_weights leaves the filters alone
-    w = model.blocks[0][0].ghost1.cheap_operation[0].weight
-    assert not w.requires_grad and set(np.unique(np.abs(w.asnumpy()))) <= {0.0, 0.5}
+    for name in ("ghostnet_050", "ghostnetv2_100"):  # neither family's init touches the filters
+        model = create_model(name, num_classes=10, cheap_op="haar")
+        w = model.blocks[0][0].ghost1.cheap_operation[0].weight
+        assert not w.requires_grad and set(np.unique(np.abs(w.asnumpy()))) == {0.0, 0.5}
 
 
 def test_unknown_cheap_op_names_the_choices():

@@ -14,7 +14,21 @@ from _loopback import isolate, serve  # noqa: E402
 from mindghost import hub
 from mindghost.hub import ENV_CACHE_ROOT, ENV_MIRROR, ENV_WEIGHTS_CACHE, PretrainedError, WeightSource
 
-PAYLOAD = os.urandom(300_000)  # spans several reads and progress steps
+
+def _torch_zip(n: int) -> bytes:
+    """A file the torch-free .pth reader accepts (zip layout: data.pkl + one storage of `n` random bytes)."""
+    import io
+    import pickle
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"step": 1}, protocol=2))
+        z.writestr("archive/data/0", os.urandom(n))
+    return buf.getvalue()
+
+
+PAYLOAD = _torch_zip(300_000)  # spans several reads and progress steps; parses as a .pth (hub.format_problem)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 CORRUPT = bytes([PAYLOAD[0] ^ 0xFF]) + PAYLOAD[1:]  # same length, one byte flipped
 

@@ -25,7 +25,7 @@ from ..weights import rename_torch_state_dict, unwrap_state_dict
 from ._features import FeatureMixin, feature_dict
 from ._head import ClassifierHeadMixin
 from ._registry import DefaultCfg, Variant, register_variants
-from .layers import GlobalAvgPool, conv2d, init_weights
+from .layers import GlobalAvgPool, conv2d, init_weights, init_weights_torch_default
 
 __all__ = ["RegNetXSpec", "Bottleneck", "GGhostStage", "GGhostRegNet", "G_GHOST_REGNETX_ARCHS"]
 
@@ -178,7 +178,12 @@ class GGhostRegNet(FeatureMixin, ClassifierHeadMixin, nn.Cell):
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
         self.fc = self.make_classifier(num_classes)
-        init_weights(self)
+        init_weights(self)  # the reference's: He-normal fan_out convs, BN 1/0; its fc keeps PyTorch's default
+        self.init_classifier()
+
+    def init_classifier(self) -> None:
+        """Re-initialise `fc` as the reference does (PyTorch's default `nn.Linear` init)."""
+        init_weights_torch_default(self.fc)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

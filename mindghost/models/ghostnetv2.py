@@ -19,7 +19,7 @@ from ..weights import unwrap_state_dict
 from ._registry import DefaultCfg, Variant, register_variants
 from .ghostnet import BlockSpec, GhostBottleneck, GhostNet
 from .ghostnet import checkpoint_filter_fn as ghostnet_filter_fn
-from .layers import GhostModule, conv2d
+from .layers import GhostModule, conv2d, init_weights_torch_default
 
 __all__ = ["GhostModuleV2", "GhostBottleneckV2", "GhostNetV2", "dfc_short_conv"]
 
@@ -101,6 +101,11 @@ class GhostNetV2(GhostNet):
                                      attn=index >= attn_from, ratio=ratio, dw_size=dw_size, cheap_op=cheap_op)
 
         super().__init__(*args, ratio=ratio, dw_size=dw_size, block_fn=block_fn, cheap_op=cheap_op, **kwargs)
+        init_weights_torch_default(self)  # the reference (ghostnetv2_torch.py) leaves init to PyTorch
+
+    def init_classifier(self) -> None:
+        """Re-initialise the classifier as the reference does (PyTorch's default `nn.Linear` init)."""
+        init_weights_torch_default(self.classifier)
 
 
 def checkpoint_filter_fn(state_dict: Mapping[str, object], model: nn.Cell) -> Dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ from ._reparam import forget_compiled_graphs
 from .ghostnet import GHOSTNET_V1_ARCH, BlockSpec, GhostBottleneck, GhostNet
 from .ghostnetv2 import checkpoint_filter_fn as _v2_checkpoint_filter_fn
 from .ghostnetv2 import dfc_short_conv, upsample_nearest
-from .layers import conv2d
+from .layers import conv2d, init_weights_torch_default
 
 __all__ = ["GhostModuleV3", "GhostBottleneckV3", "GhostNetV3", "fuse_branches"]
 
@@ -301,6 +301,14 @@ class GhostNetV3(GhostNet):
 
         super().__init__(arch, num_classes, width, in_channels, drop_rate, ratio, dw_size, block_fn=block_fn)
         self.reparameterized = reparameterized
+        # The reference (timm's ghostnet.py, the authors' training code) keeps PyTorch's default init. v1's
+        # He-normal fan_out, given to every branch of a site, makes each branch add its variance: eval-mode logits
+        # of the train form start near 1e9 instead of timm's ~0.05 (tests/test_v3_init.py).
+        init_weights_torch_default(self)
+
+    def init_classifier(self) -> None:
+        """Re-initialise the classifier as the reference does (PyTorch's default `nn.Linear` init)."""
+        init_weights_torch_default(self.classifier)
 
     def reparameterize(self) -> "GhostNetV3":
         """Fuse every site in place (timm's `convert_to_deploy()`); a no-op when already fused. Returns self.

@@ -240,6 +240,28 @@ class GhostModule(nn.Cell):
         return out
 
 
+def init_weights_torch_default(model: nn.Cell) -> None:
+    """PyTorch's default init (what `nn.Conv2d`/`nn.Linear`/`nn.BatchNorm2d.reset_parameters` do), for models
+    whose reference code leaves init to PyTorch (timm's GhostNetV3 = the authors' training code, GhostNetV2's
+    `ghostnetv2_torch.py`, G-GhostNet's classifier): weights U(-1/√fan_in, 1/√fan_in) (kaiming_uniform with
+    a=√5), biases U(-1/√fan_in, 1/√fan_in), BN γ=1 β=0. fan_in = in_channels/groups · kh · kw (conv) or
+    in_features (linear). Draws from MindSpore's global seed. A fixed filter bank (the `haar` cheap op) is kept."""
+    for _, cell in model.cells_and_names():
+        if isinstance(cell, nn.Conv2d) and getattr(cell, "fixed_weights", False):
+            continue
+        if isinstance(cell, (nn.Conv2d, nn.Dense)):
+            shape = cell.weight.shape
+            cell.weight.set_data(init.initializer(
+                init.HeUniform(negative_slope=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu"),
+                shape, cell.weight.dtype))
+            if cell.bias is not None:
+                bound = 1.0 / math.sqrt(math.prod(shape[1:]))
+                cell.bias.set_data(init.initializer(init.Uniform(bound), cell.bias.shape, cell.bias.dtype))
+        elif isinstance(cell, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            cell.gamma.set_data(init.initializer("ones", cell.gamma.shape, cell.gamma.dtype))
+            cell.beta.set_data(init.initializer("zeros", cell.beta.shape, cell.beta.dtype))
+
+
 def init_weights(model: nn.Cell) -> None:
     """Explicit init for a conv net: He-normal (fan_out) convs, N(0, 0.01) linear, BN γ=1 β=0, zero biases."""
     for _, cell in model.cells_and_names():

@@ -234,11 +234,19 @@ def build_loop(plan: RunPlan, model, train_step, schedule: LrSchedule) -> Loop:
                 use_sink=cfg.dataset_sink_mode and plan.device in ("Ascend", "GPU"), ckpt_dir=plan.run.ckpt_dir,
                 stall_steps=STALL_STEPS[plan.amp.loss_scale_type],
                 loss_scale_note=f"loss_scale_type {plan.amp.loss_scale_type}, loss_scale {cfg.loss_scale:g}",
-                dynamic_scale=plan.amp.loss_scale_type == "dynamic")
+                dynamic_scale=plan.amp.loss_scale_type == "dynamic", stop=build_stop_request(plan))
     LOG.info(f"{plan.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, global batch {plan.global_batch} "
              f"({cfg.batch_size} per device x {plan.replica.size} x {plan.device}"
              + (f" x {cfg.accum_steps} accumulation" if cfg.accum_steps > 1 else "") + f"), eval {plan.pre}")
     return loop
+
+
+def build_stop_request(plan: RunPlan):
+    """SIGTERM/SIGUSR1 handling for the loop (preempt.py); under msrun the ranks agree through an all-reduce."""
+    from .distributed import allreduce_sum
+    from .preempt import StopRequest
+
+    return StopRequest(plan.replica.size, allreduce=allreduce_sum if plan.replica.size > 1 else None)
 
 
 def finish(plan: RunPlan, model, state: TrainState) -> Dict[str, Any]:
@@ -262,9 +270,21 @@ def finish(plan: RunPlan, model, state: TrainState) -> Dict[str, Any]:
 
         summary["replica_weight_diff"] = replica_divergence(model.trainable_params(), replica.rank)
         LOG.info(f"replicas: sum over ranks of max |w - w_rank0| = {summary['replica_weight_diff']:g}")
-    if replica.is_main and state.finished:
+    if state.stopped_by:
+        from .loop import stopped_line
+
+        summary["stopped"] = stopped_line(state, run.ckpt_dir)
+        summary["stopped_by"] = state.stopped_by
+    if replica.is_main and (state.finished or state.stopped_by):
         write_summary(run, summary)
     if state.best:
         LOG.info(f"best {state.best['key']} {state.best['value']:.2f} at epoch {state.best['epoch']}: "
                  f"{summary['best_checkpoint']}")
+    if state.stopped_by:
+        import signal
+
+        from ..errors import TrainingPreempted
+        from .preempt import exit_code
+
+        raise TrainingPreempted(exit_code(signal.Signals[state.stopped_by]), summary)
     return summary

@@ -97,8 +97,35 @@ def not_a_training_checkpoint(path: str) -> CheckpointError:
                            "to start from its weights use --ckpt_path instead of --resume")
 
 
+def _is_slot(name: str, weights) -> bool:
+    """Optimizer, accumulation, EMA and loss-scale state (what a change of settings adds or drops), not a model
+    weight: a scalar (`micro_step`, `beta1_power`: no dot) or a per-weight copy `<slot>.<weight name>`
+    (`accum.`, `moments.`, `adam_m.`, `ema.`)."""
+    return name not in weights and ("." not in name or name.split(".", 1)[1] in weights)
+
+
+def _array(value):
+    import numpy as np
+
+    return np.asarray(value.asnumpy() if hasattr(value, "asnumpy") else value)
+
+
+def _slot_summary(names: List[str]) -> str:
+    """`accum.* (42), micro_step`: the names grouped by their first component."""
+    groups: Dict[str, int] = {}
+    for n in names:
+        key = n.split(".", 1)[0] + ".*" if "." in n else n
+        groups[key] = groups.get(key, 0) + 1
+    return ", ".join(f"{k} ({v})" if k.endswith(".*") else k for k, v in groups.items())
+
+
 def load_training_state(train_step, path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Load every parameter of `train_step` from a training checkpoint, strictly. Returns (meta, state)."""
+    """Load every parameter of `train_step` from a training checkpoint. Returns (meta, state).
+
+    The model's weights must match exactly (CheckpointError otherwise). State that other settings add or drop
+    (accumulators `accum.*` and `micro_step` of accum_steps > 1, another optimizer's slots, `ema.*`) is remapped
+    and logged by name: slots the checkpoint lacks start fresh (a new EMA at the resumed weights), slots this run
+    does not have are dropped. plan.check_resume allows such changes only where the position stays meaningful."""
     import mindspore as ms
 
     from .distill import is_distill_param
@@ -112,14 +139,32 @@ def load_training_state(train_step, path: str) -> Tuple[Dict[str, Any], Dict[str
     if "skipped_steps" in names and "skipped_steps" not in state:  # saved before the counter existed
         names.discard("skipped_steps")
         _LOG.info(f"'{path}' predates the skipped-step counter: counting fp16-skipped steps from 0")
+    weights = {p.name for p in train_step.network.get_parameters()} if hasattr(train_step, "network") else names
     missing = sorted(names - set(state))
     unexpected = sorted(k for k in set(state) - names if k not in ("epoch_num", "step_num", "learning_rate"))
-    if missing or unexpected:
+    lost = [k for k in missing if not _is_slot(k, weights)]
+    extra = [k for k in unexpected if not _is_slot(k, weights)]
+    if lost or extra:
         raise CheckpointError(
-            f"Cannot resume from '{path}': the run's training state differs from the checkpoint's "
-            f"(missing {missing[:6]}{'...' if len(missing) > 6 else ''}, "
-            f"unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''}). "
-            "Resume with the same model, optimizer, ema and accum_steps settings.")
+            f"Cannot resume from '{path}': the run's model differs from the checkpoint's (missing "
+            f"{lost[:6]}{'...' if len(lost) > 6 else ''}, unexpected {extra[:6]}{'...' if len(extra) > 6 else ''}). "
+            "Resume with the checkpoint's model, num_classes and in_channels, or start a new run from its weights "
+            "with --ckpt_path.")
+    fresh = missing
+    if fresh:  # a setting the checkpoint did not have (accum_steps > 1, another optimizer, ema): new slots
+        _LOG.info(f"resume: state the checkpoint does not hold starts fresh: {_slot_summary(fresh)}")
+        for k in fresh:
+            if k.startswith("ema.") and k[4:] in state:  # a new EMA starts at the resumed weights
+                state[k] = ms.Parameter(_array(state[k[4:]]).copy(), name=k, requires_grad=False)
+        current = {p.name: p for p in train_step.get_parameters()}
+        for k in fresh:
+            if k not in state:  # its own fresh value, so that nothing counts as "not loaded"
+                state[k] = ms.Parameter(current[k].asnumpy().copy(), name=k, requires_grad=False)
+    if unexpected:
+        partial = int(_array(state["micro_step"]).reshape(-1)[0]) if "micro_step" in state else 0
+        _LOG.info(f"resume: checkpoint state this run's settings do not use is dropped: {_slot_summary(unexpected)}"
+                  + (f" (a partial accumulation of {partial} micro-batches is lost)"
+                     if partial and "micro_step" not in names else ""))
     not_loaded, _ = ms.load_param_into_net(train_step, {k: state[k] for k in names}, strict_load=True)
     not_loaded = [k for k in not_loaded if k != "learning_rate" and not is_distill_param(k)]  # teacher: from its ckpt
     if not_loaded:

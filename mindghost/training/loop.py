@@ -70,6 +70,7 @@ class TrainState:
     best: Optional[Dict[str, Any]] = None  # {'key', 'value', 'epoch'}
     improved: bool = False  # the epoch just finished set a new best
     finished: bool = False
+    stopped_by: str = ""  # the signal that stopped the run mid-epoch ("SIGTERM"), see preempt.py
     train_time: float = 0.0
     # timings for steady-state speed (mindghost.tools.reproduce): [batches, seconds] between consecutive loss
     # reads of the epoch, from its first step on (each read waits for the device, so an interval holds whole
@@ -111,7 +112,7 @@ class Loop:
     def __init__(self, cfg, train_step, make_loader: Callable[[int], Any], schedule: LrSchedule,
                  callbacks: CallbackList, evaluator=None, best_key: str = "val_top1", global_batch: int = 1,
                  use_sink: bool = False, ckpt_dir: str = "", stall_steps: int = 16, loss_scale_note: str = "",
-                 dynamic_scale: bool = False):
+                 dynamic_scale: bool = False, stop=None):
         self.cfg = cfg
         self.train_step = train_step
         self.make_loader = make_loader
@@ -127,6 +128,7 @@ class Loop:
         self.dynamic_scale = dynamic_scale  # the scale adapts after overflows: an all-skipped epoch may recover
         self.loss_scale_note = loss_scale_note  # e.g. "loss_scale_type fixed, loss_scale 1.68e+07"
         self.loss_parts = loss_part_params(train_step)
+        self.stop = stop  # a preempt.StopRequest (SIGTERM/SIGUSR1), or None
 
     def applied_updates(self) -> int:
         """Optimizer updates applied so far (the index of the next lr); a device read."""
@@ -138,25 +140,39 @@ class Loop:
             self.evaluator.compile()
         self.callbacks.on_train_begin(state)
         t_train = time.time()
-        stopped = False
-        for epoch in range(state.epoch_done, cfg.epochs):
-            state.epoch = epoch
-            stopped = self._train_epoch(state)
-            if stopped:
-                LOG.info(f"max_steps={cfg.max_steps} reached at epoch {epoch + 1}, batch {state.batch}")
-                self.callbacks.on_stop_mid_epoch(state)
-                break
-            self._end_epoch(state, time.time() - t_train)
-            if cfg.max_steps and state.step >= cfg.max_steps:
-                break
+        if self.stop is not None:
+            self.stop.install()
+        try:
+            self._epochs(state, t_train)
+        finally:
+            if self.stop is not None:
+                self.stop.uninstall()
         state.updates = self.applied_updates()  # also after a max_steps stop between log points
         state.finished = state.epoch_done >= cfg.epochs
         state.train_time = time.time() - t_train
         self.callbacks.on_train_end(state)
         return state
 
+    def _epochs(self, state: TrainState, t_train: float) -> None:
+        cfg = self.cfg
+        for epoch in range(state.epoch_done, cfg.epochs):
+            state.epoch = epoch
+            stopped = self._train_epoch(state)
+            if stopped:
+                if not state.stopped_by:
+                    LOG.info(f"max_steps={cfg.max_steps} reached at epoch {epoch + 1}, batch {state.batch}")
+                self.callbacks.on_stop_mid_epoch(state)
+                if state.stopped_by:
+                    LOG.info(stopped_line(state, self.ckpt_dir))
+                break
+            self._end_epoch(state, time.time() - t_train)
+            if cfg.max_steps and state.step >= cfg.max_steps:
+                break
+
     def _train_epoch(self, state: TrainState) -> bool:
-        """Train one epoch (the rest of it when resuming mid-epoch). True when max_steps stopped it early."""
+        """Train one epoch (the rest of it when resuming mid-epoch). True when max_steps or a stop signal
+        (`state.stopped_by`) stopped it early; a signal stops it at its last batch too (the resume then ends the
+        epoch: evaluation, epoch checkpoint)."""
         cfg = self.cfg
         self.train_step.set_train(True)  # evaluation switched the shared network to inference mode
         skip = state.batch_done if state.epoch == state.epoch_done else 0
@@ -190,6 +206,9 @@ class Loop:
                 self._read_counters(state)
             state.epoch_done, state.batch_done = state.epoch, batch
             self.callbacks.on_step_end(state)
+            if self.stop is not None and self.stop.due(state.step):
+                state.stopped_by = self.stop.signal_name
+                return True
             if cfg.max_steps and state.step >= cfg.max_steps and batch < state.steps_per_epoch:
                 return True
         return False
@@ -277,6 +296,13 @@ class Loop:
         if state.improved:
             state.best = {"value": value, "epoch": state.epoch + 1, "key": self.best_key}
         self.callbacks.on_epoch_end(state)
+
+
+def stopped_line(state: TrainState, ckpt_dir: str) -> str:
+    """The `stopped:` line of train.log and summary.json for a run a signal stopped."""
+    return (f"stopped: {state.stopped_by} received; saved epoch {state.epoch + 1}, batch {state.batch_done}/"
+            f"{state.steps_per_epoch} (step {state.step}) to {os.path.join(ckpt_dir, LAST)}; rerun the same "
+            "command (same --output_dir) to resume at that batch")
 
 
 def _mean(values: List[float]) -> float:

@@ -174,6 +174,8 @@ def plan_teacher(cfg: Config):
 
 # Settings that fix which images a batch position means, and those that shape the lr schedule.
 POSITION_KEYS = ("batch_size", "accum_steps", "train_samples", "drop_remainder", "devices")
+MODEL_KEYS = ("model", "num_classes", "in_channels")  # fix the weights' names and shapes
+SLOT_KEYS = ("accum_steps", "opt", "ema")  # add or drop optimizer, accumulation and EMA state
 SCHEDULE_KEYS = ("epochs", "scheduler", "lr", "min_lr", "lr_base_batch", "warmup_epochs", "warmup_factor",
                  "decay_epochs", "decay_rate", "milestones")
 
@@ -183,7 +185,9 @@ def check_resume(cfg: Config, path: str, devices: int) -> bool:
     counter must be mapped to the new schedule (an epoch-boundary resume with other batch settings).
 
     A mid-epoch position (batches of an epoch already trained) means other images under other batch settings,
-    so such a resume is refused, naming the changed keys. A changed schedule is allowed, with a warning."""
+    so such a resume is refused, naming the changed keys; so is another model (its weights would not fit). A
+    changed schedule is allowed, with a warning; changed optimizer, accumulation or EMA settings are logged, and
+    `checkpoint.load_training_state` adds and drops their state by name."""
     from ..weights import read_meta
     from .checkpoint import not_a_training_checkpoint
 
@@ -199,6 +203,13 @@ def check_resume(cfg: Config, path: str, devices: int) -> bool:
 
     position, schedule = changed(POSITION_KEYS), changed(SCHEDULE_KEYS)
     epoch, batch = int(meta.get("epoch", 0)), int(meta.get("batch_in_epoch", 0))
+    model = changed(MODEL_KEYS)
+    if model:
+        flags = " ".join(f"--{k} {old[k]}" for k in MODEL_KEYS if k in old and old[k] != new[k])
+        raise ConfigError(
+            f"cannot resume from '{path}' with another model ({', '.join(model)}): its weights are the "
+            f"checkpoint's model's. Resume with {flags}, or start a new run from its weights with --ckpt_path "
+            f"{path} (and another --output_dir).")
     if position and batch:
         flags = " ".join(f"--{k} {old[k]}" for k in POSITION_KEYS if k != "devices" and k in old and old[k] != new[k])
         raise ConfigError(
@@ -206,6 +217,11 @@ def check_resume(cfg: Config, path: str, devices: int) -> bool:
             f"settings ({', '.join(position)}): the saved position would point at other images. Resume with the "
             f"checkpoint's settings ({flags or 'the same number of devices'}), or from an epoch-end checkpoint "
             "(epoch_XXXX.ckpt) of the run.")
+    slots = changed(SLOT_KEYS)
+    if slots and not (position and batch):
+        LOG.info(f"resuming with other optimizer settings ({', '.join(slots)}): the optimizer, accumulation and EMA "
+                 "state they add starts fresh, the state they no longer use is dropped (named when the checkpoint "
+                 "loads)")
     if schedule:
         LOG.warning(f"resuming with another lr schedule than the checkpoint's ({', '.join(schedule)}): the lr "
                     "continues on the new schedule from the resumed position")

@@ -45,7 +45,7 @@ def plan_run_dir(cfg: Config) -> Run:
     last = os.path.join(run.ckpt_dir, LAST)
     if cfg.resume:
         run.resume_from = cfg.resume
-    elif os.path.isfile(os.path.join(run.directory, FINISHED)) and not cfg.overwrite:
+    elif _finished(run.directory) and not cfg.overwrite:
         raise FileExistsError(
             f"'{run.directory}' holds a finished run ({FINISHED} exists). Choose another --output_dir, pass "
             f"--overwrite True to start again there, or --resume {last} to continue it (e.g. with more epochs).")
@@ -54,6 +54,19 @@ def plan_run_dir(cfg: Config) -> Run:
     elif os.path.isfile(last):
         run.resume_from = last  # an interrupted run in this directory: continue it
     return run
+
+
+def _finished(directory: str) -> bool:
+    """summary.json exists and does not say a signal stopped the run (preempt.py: that run resumes)."""
+    path = os.path.join(directory, FINISHED)
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path) as fh:
+            summary = json.load(fh)
+    except (OSError, ValueError):
+        return True
+    return not (isinstance(summary, dict) and summary.get("stopped") and not summary.get("finished"))
 
 
 def create_run_dir(run: Run, cfg: Config, device: str, devices: int) -> None:
@@ -115,6 +128,7 @@ def environment_info(device: str, devices: int) -> Dict[str, Any]:
 
 
 def write_summary(run: Run, summary: Dict[str, Any]) -> None:
-    """summary.json marks the run finished (a rerun in the same directory is then refused)."""
+    """summary.json marks the run finished (a rerun in the same directory is then refused), or stopped by a signal
+    (`stopped`: a rerun resumes)."""
     with open(os.path.join(run.directory, FINISHED), "w") as fh:
         json.dump(summary, fh, indent=2)
