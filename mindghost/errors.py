@@ -6,12 +6,13 @@ ConfigError`, `from mindghost.hub import PretrainedError`, ...), so callers need
 
     ValueError ─ CheckpointError ─ PretrainedError, UnsafeCheckpointError
                ├ ConfigError ─ RunCheckError
-               ├ ConvertError, DataError, DeviceError, UsageError
+               ├ DataError ─ BadImageLimit
+               ├ ConvertError, DeviceError, UsageError
     RuntimeError ─ CheckpointSaveError, TrainingDiverged, TrainingStalled
 """
 
-__all__ = ["USER_ERRORS", "CheckpointError", "CheckpointSaveError", "ConfigError", "ConvertError", "DataError",
-           "DeviceError", "PretrainedError", "RunCheckError", "TrainingDiverged", "TrainingStalled",
+__all__ = ["USER_ERRORS", "BadImageLimit", "CheckpointError", "CheckpointSaveError", "ConfigError", "ConvertError",
+           "DataError", "DeviceError", "PretrainedError", "RunCheckError", "TrainingDiverged", "TrainingStalled",
            "UnsafeCheckpointError", "UsageError"]
 
 
@@ -50,6 +51,11 @@ class ConvertError(ValueError):
 
 class DataError(ValueError):
     """A dataset folder that cannot be used; the message says what is wrong and what to do (`data`)."""
+
+
+class BadImageLimit(DataError):
+    """Too many training images failed to decode (`max_bad_images` in a row or in all); the message names them and
+    the way out (`mindghost.data.guard`)."""
 
 
 class DeviceError(ValueError):

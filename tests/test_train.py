@@ -86,6 +86,7 @@ def test_resume_reproduces_the_uninterrupted_run(graph_run, tiny, train_mod, tmp
     assert any(not np.array_equal(a[k], a["ema." + k]) for k in a if "ema." + k in a)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(FASHION_MNIST),
                     reason=f"Fashion-MNIST not installed at {FASHION_MNIST} (apt-get install dataset-fashion-mnist)")
 def test_short_real_data_run_learns(train_mod, tmp_path):

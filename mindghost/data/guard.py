@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..errors import BadImageLimit  # noqa: F401  (raised here; defined with the other errors)
 from .checks import IMG_EXTENSIONS, exif_orientation
 
 LOG = logging.getLogger("mindghost")
@@ -44,10 +45,6 @@ def orientation_of(data: np.ndarray) -> int:
     """EXIF orientation of encoded image bytes (a uint8 array); 1 for other formats or no tag."""
     head = data[:4096].tobytes()
     return exif_orientation(head) if head.startswith(_JPEG) else 1
-
-
-class BadImageLimit(ValueError):
-    """Too many training images failed to decode; the message names them and the way out."""
 
 
 class BadImages:

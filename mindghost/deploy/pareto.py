@@ -48,7 +48,7 @@ def measure_model(name: str, image_size: Optional[int], batch: int, repeats: int
     x1 = rng.standard_normal((1,) + shape).astype(np.float32)
     xb = rng.standard_normal((batch,) + shape).astype(np.float32)
     if "onnxruntime" in peers:  # export before the CPU pass (its kernel is not exportable)
-        from ..tools.export import export_model
+        from .export import export_model
         from .onnx import OnnxModel, make_batch_dynamic
 
         fixed = export_model(model, x1, os.path.join(tmp, f"{name}_b1"), "onnx")
@@ -92,11 +92,11 @@ def measure_all(pattern: str, image_size: Optional[int], batch: int, repeats: in
         raise UsageError(f"--models '{pattern}' matches no registered model (see mindghost.list_models())")
     import platform
 
-    from ..tools.quantize import _machine
+    from .export import machine_description
 
     rows: List[Dict[str, object]] = []
     report = {"pattern": pattern, "batch": batch, "repeats": repeats, "peers": list(peers), "device": device,
-              "machine": _machine(), "python": platform.python_version(),
+              "machine": machine_description(), "python": platform.python_version(),
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "models": rows,
               "not_plotted": []}
     with tempfile.TemporaryDirectory(prefix="mindghost-pareto-") as tmp:

@@ -22,9 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-FORMATS = ("mindir", "onnx", "air")
-SUFFIX = {"mindir": ".mindir", "onnx": ".onnx", "air": ".air"}
-
+from ..deploy.export import FORMATS, SUFFIX, export_model  # noqa: F401  (export_model: part of this tool's API)
 
 ONNX_MISSING_NOTE = "opset not read: the onnx package is not installed (pip install onnx)"
 
@@ -52,16 +50,6 @@ def onnx_opset_record(path: str) -> Dict[str, object]:
     except ImportError:
         return {"onnx_opset": None, "onnx_opset_note": ONNX_MISSING_NOTE}
     return {"onnx_opset": None, "onnx_opset_note": "the file declares no default-domain (ai.onnx) opset"}
-
-
-def export_model(net, x: np.ndarray, path_stem: str, fmt: str) -> str:
-    import mindspore as ms
-
-    ms.export(net, ms.Tensor(x), file_name=path_stem, file_format=fmt.upper())
-    path = path_stem + SUFFIX[fmt]
-    if not os.path.isfile(path):
-        raise RuntimeError(f"MindSpore reported no error but did not write {path}")
-    return path
 
 
 def run_mindir(path: str, x: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..deploy.export import machine_description
 from ..errors import UsageError
 
 
@@ -92,10 +93,11 @@ def export_fp32(args, setup, stem: str) -> Dict[str, object]:
     and the parity of onnxruntime (batch 1 and batch 2) against the MindSpore forward of the unfolded model."""
     import mindspore as ms
 
+    from ..deploy.export import export_model
     from ..deploy.onnx import OnnxModel, make_batch_dynamic
     from ..inference import build_inference_model
     from ..models import max_diff
-    from .export import export_model, onnx_opset
+    from .export import onnx_opset
 
     shape = (1, setup.in_channels, setup.image_size, setup.image_size)
     # export's form: re-parameterised, BN folded, no CPU pass (a graph file holds plain cells)
@@ -219,7 +221,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "val_split": args.val_split, "val_images": n, "image_size": setup.image_size,
               "batch_size": args.batch_size, "results": rows, "summary": summary, "quantization": quant,
               "onnxruntime": onnxruntime.__version__, "cpu_threads": args.cpu_threads,
-              "machine": _machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "machine": machine_description(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "seconds": time.time() - t0}
     _write_json(stem + "_quantize.json", report)
     print(f"{setup.model} at {setup.image_size} px, {n} val images ({args.val_split}), onnxruntime "
@@ -231,19 +233,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{summary['size_ratio']:.2f}x")
     print(f"wrote {stem}_quantize.json")
     return 0
-
-
-def _machine() -> str:
-    """CPU model and core count (for the record: timings are only comparable on one machine)."""
-    name = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            name = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
-    except OSError:
-        pass
-    import platform
-
-    return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def cli() -> None:

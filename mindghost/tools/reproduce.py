@@ -403,7 +403,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0 if report.get("reproduced", True) else 1
 
 
-if __name__ == "__main__":
-    from mindghost import runtime
+def cli() -> None:
+    """Console entry point (`mindghost-reproduce`): exits through `runtime.run_main`."""
+    from ..runtime import run_main
 
-    runtime.run_main(main, sys.argv[1:])
+    run_main(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()

@@ -55,7 +55,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (`mindghost-verify-images`): exits through `runtime.run_main`."""
     from ..runtime import run_main
 
     run_main(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()
