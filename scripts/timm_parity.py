@@ -3,8 +3,8 @@
 
 Two steps, two environments (torch is never installed next to MindSpore):
 
-    python scripts/timm_parity.py make --out /tmp/timm_parity          # mindghost venv: weights, files, logits
-    /path/to/torch-venv/bin/python scripts/timm_parity.py check --out /tmp/timm_parity   # torch + timm venv
+    python scripts/timm_parity.py make --output_dir /tmp/timm_parity          # mindghost venv: weights, files, logits
+    /path/to/torch-venv/bin/python scripts/timm_parity.py check --output_dir /tmp/timm_parity   # torch + timm venv
 
 `make` builds each model with seeded random weights (BatchNorm statistics randomised too, so that folding and
 naming errors show), writes it as a mindghost checkpoint, converts it with the production command, and stores
@@ -97,13 +97,17 @@ def check(out: str) -> int:
     return 0 if worst <= 1e-5 else 1
 
 
-if __name__ == "__main__":
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("step", choices=("make", "check"))
-    p.add_argument("--out", default="/tmp/timm_parity")
+    p.add_argument("--output_dir", default="/tmp/timm_parity", help="folder of the .safetensors files and inputs")
     p.add_argument("only", nargs="*", help="make: only these cases (e.g. ghostnetv3_050_fused)")
-    args = p.parse_intermixed_args()
+    return p
+
+
+if __name__ == "__main__":
+    args = build_parser().parse_intermixed_args()
     if args.step == "make":
-        make(args.out, args.only)
+        make(args.output_dir, args.only)
     else:
-        sys.exit(check(args.out))
+        sys.exit(check(args.output_dir))

@@ -59,6 +59,7 @@ def _parsers():
         "tools.verify_images": verify_images.build_parser(),
         "convert": convert.build_parser(),
         "scripts/ablation_experiment.py": _script("scripts/ablation_experiment.py").build_parser(),
+        "scripts/timm_parity.py": _script("scripts/timm_parity.py").build_parser(),
         "scripts/distill_experiment.py": _script("scripts/distill_experiment.py").build_parser(),
         "scripts/transfer_experiment.py": _script("scripts/transfer_experiment.py").build_parser(),
         "scripts/prepare_fashion_mnist.py": _script("scripts/prepare_fashion_mnist.py").build_parser(),
