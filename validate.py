@@ -33,7 +33,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
         from mindghost.deploy.onnx import validate_onnx
         from mindghost.training.logs import LOG
 
-        return validate_onnx(cfg, given, LOG)
+        result = validate_onnx(cfg, given, LOG)
+        write_result(cfg, result)
+        return result
     source = resolve_weights(cfg, given)
     cfg = dataclasses.replace(cfg, model=source.setup.model, num_classes=source.setup.num_classes,
                               in_channels=source.setup.in_channels)

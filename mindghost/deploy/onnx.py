@@ -181,8 +181,8 @@ def measure_speed(paths: Mapping[str, str], sample_shape: Sequence[int], batches
 
 def validate_onnx(cfg, given: Mapping[str, Any], log) -> Dict[str, Any]:
     """validate.py for a `.onnx` `cfg.ckpt_path`: the export JSON's model, classes and preprocessing (overridden by
-    `given`, the recipe and command line, as for a checkpoint), the val split through validate's pipeline; writes
-    `validate.json` into `cfg.output_dir` (or `<file>.eval.json`) and returns the result."""
+    `given`, the recipe and command line, as for a checkpoint), the val split through validate's pipeline; returns
+    the result (validate.py writes it as for a checkpoint)."""
     import dataclasses
 
     from ..data import check_dataset
@@ -211,15 +211,6 @@ def validate_onnx(cfg, given: Mapping[str, Any], log) -> Dict[str, Any]:
               "image_size": pre.image_size, "crop_pct": pre.crop_pct, "interpolation": pre.interpolation, **res}
     log.info(f"top-1 {res['top1']:.2f}  top-5 {res['top5']:.2f}  loss {res['loss']:.4f}  "
              f"{res['img_per_s']:.1f} img/s  ({res['num_samples']} images, {res['seconds']:.0f} s)")
-    out = os.path.join(cfg.output_dir, "validate.json") if cfg.output_dir else cfg.ckpt_path + ".eval.json"
-    try:
-        if cfg.output_dir:
-            os.makedirs(cfg.output_dir, exist_ok=True)
-        with open(out, "w") as fh:
-            json.dump(result, fh, indent=2)
-        log.info(f"results written to {out}")
-    except OSError as e:
-        log.warning(f"could not write {out} ({e}); pass --output_dir to choose where")
     return result
 
 
