@@ -27,8 +27,8 @@ VALIDATE_FIELDS = ("device", "mode", "seed", "deterministic", "num_workers", "cp
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    cfg, given = parse_args(argv)
-    device, notes = setup_runtime(cfg)
+    cfg, given, cli_keys = parse_args(argv)
+    device, notes = setup_runtime(cfg, ignored=[k for k in cli_keys if k not in VALIDATE_FIELDS])
     if cfg.ckpt_path.endswith(".onnx"):  # an exported or INT8 graph, run in onnxruntime with its export JSON
         from mindghost.deploy.onnx import validate_onnx
         from mindghost.training.logs import LOG
@@ -47,16 +47,17 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 def parse_args(argv: Optional[List[str]]):
-    """(Config, {key: value the recipe or command line set}); refuses what validation cannot do."""
+    """(Config, {key: value the recipe or command line set}, the keys set on the command line); refuses what
+    validation cannot do."""
     cfg, cli, recipe = parse_args_with_recipe(argv, description="Evaluate a checkpoint on the validation split.",
                                               fields=VALIDATE_FIELDS)
     if not cfg.ckpt_path and not cfg.pretrained:
         raise ConfigError("validate.py needs the weights to evaluate: --ckpt_path /path/to/checkpoint, or "
                           "--pretrained True for the model's published weights (it never evaluates random weights)")
-    return cfg, {**recipe, **cli}
+    return cfg, {**recipe, **cli}, sorted(cli)
 
 
-def setup_runtime(cfg):
+def setup_runtime(cfg, ignored: Optional[List[str]] = None):
     """The device (resolved, environment prepared before MindSpore loads), the MindSpore context and logging."""
     device, why = runtime.choose_device(cfg.device)
     device, env_note = runtime.prepare_environment(device)
@@ -69,6 +70,8 @@ def setup_runtime(cfg):
             LOG.info(note)
     if cfg.distribute:
         LOG.info("validate.py runs in one process; 'distribute' is ignored")
+    if ignored:  # training options on the command line (a recipe's training keys are expected and not listed)
+        LOG.info("not used by validation (training options): " + ", ".join("--" + k for k in ignored))
     return device, [why, env_note]
 
 

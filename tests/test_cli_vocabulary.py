@@ -238,14 +238,25 @@ def test_validate_offers_only_what_validation_uses(tmp_path):
     for training in ("lr", "epochs", "opt", "warmup_epochs", "mixup", "teacher", "resume", "train_split"):
         assert f"--{training} " not in listed, training
     # a training flag (scripts pass train.py's common flags) is ignored like a recipe's training key
-    assert validate.parse_args(["--ckpt_path", "x.ckpt", "--plot", "False"])[0].ckpt_path == "x.ckpt"
+    cfg, _, cli_keys = validate.parse_args(["--ckpt_path", "x.ckpt", "--plot", "False"])
+    assert cfg.ckpt_path == "x.ckpt" and cli_keys == ["ckpt_path", "plot"]
     with pytest.raises(SystemExit):
         validate.parse_args(["--ckpt_path", "x.ckpt", "--learning_rate_typo", "0.1"])
     # a training recipe's keys are ignored, an unknown key is still an error
     recipe = os.path.join(ROOT, "configs", "demo", "ghostnet_050_fashion_mnist_cpu.yaml")
-    cfg, _ = validate.parse_args(["-c", recipe, "--ckpt_path", "x.ckpt"])
+    cfg, _, _ = validate.parse_args(["-c", recipe, "--ckpt_path", "x.ckpt"])
     assert cfg.ckpt_path == "x.ckpt"
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: ghostnet_050\nlearning_rate_typo: 0.1\n")
     with pytest.raises(SystemExit):
         validate.parse_args(["-c", str(bad), "--ckpt_path", "x.ckpt"])
+
+
+def test_validate_names_the_training_flags_it_does_not_use(capfd):
+    """A training option given to validate.py on the command line is not silently dropped: one log line names it."""
+    validate = load_entry_point("validate")
+    cfg, _, cli_keys = validate.parse_args(["--ckpt_path", "x.ckpt", "--plot", "False", "--lr", "0.1",
+                                            "--device", "CPU"])
+    validate.setup_runtime(cfg, ignored=[k for k in cli_keys if k not in validate.VALIDATE_FIELDS])
+    out, err = capfd.readouterr()
+    assert "not used by validation (training options): --lr, --plot" in out + err

@@ -164,7 +164,7 @@ def test_predict_and_validate_run_the_same_model_the_same_way(tmp_path):
                           for r in report["predictions"]])
 
     validate = load_entry_point("validate")
-    vcfg, given = validate.parse_args(["--ckpt_path", ckpt, "--data_dir", data, "--device", "CPU",
+    vcfg, given, _ = validate.parse_args(["--ckpt_path", ckpt, "--data_dir", data, "--device", "CPU",
                                        "--batch_size", "3", "--num_workers", "1"])
     source = validate.resolve_weights(vcfg, given)
     vcfg = validate.dataclasses.replace(vcfg, model=source.setup.model, num_classes=3, in_channels=3)
