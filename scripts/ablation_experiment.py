@@ -52,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    args.extra = []
     if args.smoke:
         args.train_samples, args.epochs, args.seeds, args.val_samples = 64, 1, [0], 64
+        args.extra = ["--batch_size", "16", "--eval_batch_size", "16"]  # the recipe's 128 needs more images
     return args
 
 
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace, label: str, kwargs: Dict, seed: int) -> Dict:
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), "-c", RECIPE, "--data_dir", args.data_dir,
            "--output_dir", out, "--overwrite", "True", "--seed", str(seed), "--train_samples", str(args.train_samples),
            "--epochs", str(args.epochs), "--val_every", str(args.epochs), "--val_samples", str(args.val_samples),
-           "--progress", "False", "--plot", "False"] + (["--model_kwargs", *pairs] if pairs else [])
+           "--progress", "False", "--plot", "False", *args.extra] + (["--model_kwargs", *pairs] if pairs else [])
     print("$ " + " ".join(cmd[1:]), flush=True)
     t0 = time.time()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)

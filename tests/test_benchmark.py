@@ -7,6 +7,7 @@ import pytest
 from mindghost.tools.benchmark import main as bench_main
 
 
+@pytest.mark.slow
 def test_benchmark_latency_against_peers(tmp_path):
     pytest.importorskip("onnxruntime", reason="optional extra: pip install onnxruntime")
     out = tmp_path / "bench.json"
@@ -23,6 +24,7 @@ def test_benchmark_latency_against_peers(tmp_path):
     assert len(report["raw"]["latency"]["mindcv"]) == 2
 
 
+@pytest.mark.slow
 def test_benchmark_train_step_and_input_pipeline(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = bench_main(["--model", "ghostnet_050", "--image_size", "32", "--batch_size", "2", "--tasks", "train",
