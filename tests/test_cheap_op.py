@@ -210,3 +210,20 @@ def test_checkpoint_records_model_kwargs_and_validate_rebuilds_them(tmp_path):
         validate.main(["--data_dir", data, "--ckpt_path", ckpt, "--device", "CPU", "--mode", "pynative",
                        "--progress", "False", "--output_dir", str(tmp_path / "val2"),
                        "--model_kwargs", "cheap_op=mixed"])
+
+
+def test_to_timm_refuses_a_module_timm_cannot_build(tmp_path):
+    """convert --to timm reads the checkpoint's model_kwargs: a haar GhostNet has no timm counterpart, so it is
+    refused naming the export route, instead of writing a file timm cannot load."""
+    pytest.importorskip("safetensors")
+    from mindghost.deploy.timm import export_timm
+    from mindghost.errors import UsageError
+    from mindghost.weights import atomic_save
+
+    model = create_model("ghostnet_050", num_classes=3, cheap_op="haar")
+    ckpt = str(tmp_path / "haar.ckpt")
+    atomic_save(model, ckpt, {"model": "ghostnet_050", "num_classes": 3,
+                              "config": {"model": "ghostnet_050", "num_classes": 3,
+                                         "model_kwargs": {"cheap_op": "haar"}}})
+    with pytest.raises(UsageError, match=r"trained with model_kwargs \{'cheap_op': 'haar'\}.*tools.export"):
+        export_timm(ckpt, str(tmp_path / "x.safetensors"))

@@ -92,6 +92,10 @@ def export_timm(ckpt_path: str, out: str, model_name: Optional[str] = None, ema:
     from ..weights import load_checkpoint
 
     _, setup = setup_from_checkpoint(ckpt_path, model_name, {"num_classes": num_classes})
+    if setup.model_kwargs:  # e.g. cheap_op haar: a module timm's class cannot build, so no file timm could load
+        raise UsageError(f"'{ckpt_path}' was trained with model_kwargs {dict(setup.model_kwargs)}, which timm's "
+                         f"{setup.model} does not take: its names and shapes cannot hold these weights. Deploy it "
+                         f"with python -m mindghost.tools.export --ckpt_path {ckpt_path} (MINDIR / ONNX) instead")
     model = create_model(setup.model, num_classes=setup.num_classes, in_channels=setup.in_channels)
     load_checkpoint(model, ckpt_path, ema=ema)
     state = {k: p.asnumpy() for k, p in model.parameters_dict().items()}
