@@ -89,7 +89,7 @@ def main(argv: List[str]) -> int:
     args = parse_args(argv)
     if not os.path.isdir(os.path.join(args.data_dir, "train")):
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "prepare_fashion_mnist.py"),
-                        "--out", args.data_dir], check=True)
+                        "--output_dir", args.data_dir], check=True)
     import yaml
 
     with open(RECIPE) as fh:
