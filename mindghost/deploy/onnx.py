@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import UsageError
 
 __all__ = ["OnnxModel", "evaluate_onnx", "export_json_path", "make_batch_dynamic", "measure_speed",
-           "read_export_json", "sample_shape", "setup_from_export", "validate_onnx"]
+           "export_meta", "read_export_json", "sample_shape", "setup_from_export", "validate_onnx"]
 
 
 def export_json_path(onnx_path: str) -> str:
@@ -47,6 +47,20 @@ def read_export_json(onnx_path: str, flag: str = "--ckpt_path") -> Dict[str, Any
     return report
 
 
+def export_meta(report: Mapping[str, Any]) -> Dict[str, Any]:
+    """An export report (`mindghost.tools.export`'s JSON) in the shape of a checkpoint's meta, so that
+    `inference.resolve_inference_setup` reads it as it reads a checkpoint's record. Image size and class count
+    fall back to the recorded input / output shapes."""
+    pre = report.get("preprocessing") or {}
+    config = {k: pre.get(k) for k in ("crop_pct", "interpolation", "mean", "std", "in_channels")}
+    config["image_size"] = pre.get("image_size") or report["input_shape"][-1]
+    meta = {"model": report.get("model"), "num_classes": report.get("num_classes") or report["output_shape"][-1],
+            "config": config}
+    if report.get("class_names"):
+        meta["class_names"] = report["class_names"]
+    return meta
+
+
 def setup_from_export(report: Mapping[str, Any], model: Optional[str] = None,
                       explicit: Optional[Mapping[str, Any]] = None, source: str = "the ONNX file"):
     """The `InferenceSetup` of an export report: its recorded model, classes and preprocessing, with the same
@@ -54,11 +68,8 @@ def setup_from_export(report: Mapping[str, Any], model: Optional[str] = None,
     refused with CheckpointError)."""
     from ..inference import resolve_inference_setup
 
-    pre = report["preprocessing"]
-    meta = {"model": report["model"], "num_classes": report["num_classes"], "in_channels": pre.get("in_channels"),
-            "class_names": report.get("class_names"),
-            "config": {k: pre.get(k) for k in ("image_size", "crop_pct", "interpolation", "mean", "std")}}
-    return resolve_inference_setup(meta, model=model, explicit=explicit, source=source, origin="the export JSON's")
+    return resolve_inference_setup(export_meta(report), model=model, explicit=explicit, source=source,
+                                   origin="the export JSON's")
 
 
 class OnnxModel:

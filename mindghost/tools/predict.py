@@ -151,18 +151,6 @@ def _export_json(mindir: str) -> Tuple[Optional[Dict[str, Any]], str]:
         return json.load(fh), path
 
 
-def _meta_from_export(report: Dict[str, Any]) -> Dict[str, Any]:
-    """An export report in the shape of a checkpoint's meta, for `resolve_inference_setup`."""
-    pre = report.get("preprocessing") or {}
-    config = {k: pre.get(k) for k in ("crop_pct", "interpolation", "mean", "std", "in_channels")}
-    config["image_size"] = pre.get("image_size") or report["input_shape"][-1]
-    meta = {"model": report.get("model"), "num_classes": report.get("num_classes") or report["output_shape"][-1],
-            "config": config}
-    if report.get("class_names"):
-        meta["class_names"] = report["class_names"]
-    return meta
-
-
 def build_parser() -> argparse.ArgumentParser:
     from ..cli import Parser, add_args
 
@@ -223,7 +211,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UsageError(f"--mindir: '{json_path}' (written by mindghost.tools.export) is missing, so the "
                              "preprocessing is unknown; put it next to the MINDIR file, or pass --model (its default "
                              "preprocessing) and the flags the model was trained with (--image_size, --mean, --std)")
-        meta = _meta_from_export(report) if report else None
+        from ..deploy.onnx import export_meta
+
+        meta = export_meta(report) if report else None
         setup = resolve_inference_setup(meta, args.model, explicit, source=json_path, origin="the export JSON's")
         source = args.mindir
         exported_batch = report["input_shape"][0] if report else None
