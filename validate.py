@@ -108,7 +108,8 @@ def build_data(cfg, setup):
         LOG.info(note)
     num_images = min(data.val_images, cfg.val_samples) if cfg.val_samples else data.val_images
     return build_eval_loader(cfg, setup.preprocessing(), cfg.resolved_eval_batch_size(),
-                             class_indexing=data.val_class_indexing), num_images
+                             class_indexing=data.val_class_indexing,
+                             decode_guard=data.decode_guard(cfg.val_split, training=False)), num_images
 
 
 def build_model(cfg, source, device: str):

@@ -6,6 +6,8 @@
 #                  MindSpore 2.7 (requirements-py39.txt), created here from pyenv's Python 3.9 or a python3.9
 #                  on PATH (or $PYTHON39). No Python 3.9 is an error, never a skip.
 # Usage: scripts/test.sh [--stack main|py39] [pytest arguments...]   (no --stack: both stages)
+# Each stage runs in TEST_WORKERS parallel pytest processes (pytest-xdist; default: the cores, at most 4; 1 = no
+# xdist). Most of the suite's time is single-threaded graph compilation, so 2 processes on 2 cores take ~0.6x.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STACK=all
@@ -44,7 +46,15 @@ run_stage() {
   log=$(mktemp)
   start=$(date +%s)
   echo "== stage $name: $("$venv/bin/python" -c 'import platform, mindspore; print("Python", platform.python_version(), "+ MindSpore", mindspore.__version__)')"
-  PATH="$(cd "$venv/bin" && pwd):$PATH" "$venv/bin/python" -m pytest -q "$@" 2>&1 | tee "$log"
+  local workers=${TEST_WORKERS:-$(n=$(nproc 2>/dev/null || echo 1); echo $((n < 4 ? n : 4)))} parallel=()
+  if [ "$workers" -gt 1 ] && "$venv/bin/python" -c 'import xdist' >/dev/null 2>&1; then
+    parallel=(-n "$workers" --dist worksteal)
+  elif [ "$workers" -gt 1 ]; then
+    echo "== stage $name: pytest-xdist is not installed in $venv: one process (pip install pytest-xdist)"
+    workers=1
+  fi
+  echo "== stage $name: ${workers} pytest process(es)"
+  PATH="$(cd "$venv/bin" && pwd):$PATH" "$venv/bin/python" -m pytest -q ${parallel[@]+"${parallel[@]}"} "$@" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   secs=$(( $(date +%s) - start ))
   counts=$(grep -E '^=*.* in [0-9.]+s' "$log" | tail -1 | sed -E 's/^=+ //; s/ in [0-9.]+s.*//')

@@ -238,11 +238,14 @@ def _pre():
     return EvalPreprocessing(image_size=16, crop_pct=1.0, interpolation="bilinear", mean=(0.5,) * 3, std=(0.5,) * 3)
 
 
-def test_a_bad_training_image_is_skipped_named_and_counted(tiny, caplog):
+def test_a_bad_training_image_is_skipped_named_and_counted(tiny, caplog, tmp_path, monkeypatch):
     """Today: the epoch dies at the batch holding it ("map operation: [RandomCropDecodeResize] failed ... Bogus
-    marker length"), and so does every resume. Now: replaced by another sample, the epoch keeps its length."""
+    marker length"), and so does every resume. Now: replaced by another sample, the epoch keeps its length, and
+    the copy MindSpore's Decode dumps into the working directory (./abnormal_image.jpg) is not left behind."""
     from mindghost.data import build_train_loader
     from mindghost.data import guard as G
+
+    monkeypatch.chdir(tmp_path)
 
     G._TRACKERS.clear()
     bad_sos, _ = _damaged_jpegs(os.path.join(tiny, "train", "class_1"))
@@ -254,6 +257,7 @@ def test_a_bad_training_image_is_skipped_named_and_counted(tiny, caplog):
     (t,) = G.trackers()
     assert t.files == {bad_sos: "Error raised by libjpeg: Bogus marker length"} and t.epoch == 1 and t.fatal is None
     assert any(f"skipped a training image that cannot be decoded: {bad_sos}" in r.message for r in caplog.records)
+    assert not [f for f in os.listdir(str(tmp_path)) if f.startswith("abnormal_image")]
 
 
 def test_too_many_bad_images_stop_the_run_naming_them(tiny):
@@ -269,6 +273,74 @@ def test_too_many_bad_images_stop_the_run_naming_them(tiny):
     with pytest.raises(G.BadImageLimit, match=r"1 distinct images \(more than max_bad_images 0\) failed to decode"
                        r"[\s\S]*" + bad_sos):
         G.BadImageMonitor().on_step_end(None)
+    G._TRACKERS.clear()
+
+
+def test_a_verified_split_trains_without_the_python_guard(tiny, tmp_path, monkeypatch):
+    """The guard is a Python map function: the demo's 28-px pipeline ran at ~1/3 of its throughput with it and
+    the demo took twice as long. A bad image can only be skipped where one may exist: once verify_images vouches
+    for every train image (and none carries an EXIF rotation) training runs MindSpore's own ops, giving the same
+    batches. Old: every pipeline wrapped its decode, verified or not."""
+    from mindghost.data import build_eval_loader, build_train_loader
+    from mindghost.data import guard as G
+    from mindghost.data.pipeline import train_transforms
+    from mindghost.data.verify import verify_split
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cfg = _tiny_cfg(tiny)
+    info, problems = check_dataset(cfg, train=True, val=True)
+    assert not problems and info.unverified == 24
+    assert info.decode_guard("train", training=True) and not info.decode_guard("val", training=False)
+    assert any("decode guard on: 24 of 24 train images are not verified" in line for line in info.notes())
+    guarded = train_transforms(cfg, _pre(), True)
+    assert isinstance(guarded[0], G.ImageGuard) and type(guarded[1]).__name__ == "RandomResizedCrop"
+
+    verify_split(os.path.join(tiny, "train"), workers=1, progress=False)
+    info, _ = check_dataset(cfg, train=True, val=True)
+    assert info.unverified == 0 and not info.decode_guard("train", training=True)
+    assert any("every train image is verified" in line for line in info.notes())
+    ops = train_transforms(cfg, _pre(), info.decode_guard("train", training=True))
+    assert not any(isinstance(op, G.ImageGuard) for op in ops) and type(ops[0]).__name__ == "RandomCropDecodeResize"
+
+    def batches(loader):
+        return [b[0] for b in loader.create_tuple_iterator(num_epochs=1, output_numpy=True)]
+
+    G._TRACKERS.clear()
+    for plain, guarded in zip(batches(build_train_loader(cfg, _pre(), 0, decode_guard=False)),
+                              batches(build_train_loader(cfg, _pre(), 0, decode_guard=True))):
+        np.testing.assert_array_equal(plain, guarded)
+    for plain, guarded in zip(batches(build_eval_loader(cfg, _pre(), 5, decode_guard=False)),
+                              batches(build_eval_loader(cfg, _pre(), 5, decode_guard=True))):
+        np.testing.assert_array_equal(plain, guarded)
+
+    # a rotated JPEG in a split: its pipeline keeps the wrapper (orientation), verified or not
+    for split in ("train", "val"):
+        with open(os.path.join(tiny, split, "class_0", "r6.jpg"), "wb") as fh:
+            fh.write(_jpeg(6))
+    verify_split(os.path.join(tiny, "train"), workers=1, progress=False)
+    info, _ = check_dataset(cfg, train=True, val=True)
+    assert info.unverified == 0 and info.decode_guard("train", training=True)
+    assert info.decode_guard("val", training=False)
+    G._TRACKERS.clear()
+
+
+def test_the_guarded_train_pipeline_draws_a_crop_per_image(tmp_path):
+    """The guard calls its op from Python, where a seeded MindSpore random op repeats one draw: old main wrapped
+    MindCV's RandomCropDecodeResize, so every image of an epoch got the same random-resized crop box. Eight copies
+    of one image must come out cropped differently."""
+    from mindghost.data import build_train_loader
+    from mindghost.data import guard as G
+
+    data = write_tiny_imagefolder(str(tmp_path / "same"), classes=3, train_per_class=1, val_per_class=1, size=48)
+    src = os.path.join(data, "train", "class_0", "0.png")
+    for i in range(1, 8):
+        shutil.copy(src, os.path.join(data, "train", "class_0", f"copy{i}.png"))
+    G._TRACKERS.clear()
+    cfg = _cfg(data, image_size=16, batch_size=10, shuffle=False, num_workers=1, hflip=0.0, scale=[0.08, 1.0])
+    (images, labels), = build_train_loader(cfg, _pre(), epoch=0).create_tuple_iterator(num_epochs=1, output_numpy=True)
+    copies = images[labels == 0] if labels.ndim == 1 else images[labels.argmax(-1) == 0]
+    assert len(copies) == 8
+    assert len({c.tobytes() for c in copies}) > 1, "every copy got the same crop"
     G._TRACKERS.clear()
 
 

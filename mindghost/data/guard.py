@@ -127,7 +127,26 @@ class BadImages:
 def _short(error: Exception) -> str:
     lines = [x.strip() for x in str(error).splitlines() if x.strip() and not set(x.strip()) <= set("-")]
     line = next((x for x in lines if "libjpeg" in x or "[ERROR]" in x), lines[0] if lines else type(error).__name__)
-    return line.replace("[ERROR]", "").strip()
+    return line.replace("[ERROR]", "").split(" Dump the abnormal image")[0].strip()
+
+
+def remove_decoder_dump(data: np.ndarray) -> None:
+    """MindSpore's Decode writes an image it cannot decode to `./abnormal_image.<ext>` in the working directory;
+    where mindghost handles the failure itself (a skipped training image, verify_images) that copy is removed,
+    and only when its bytes are the failed image's (a user's file of that name is never touched)."""
+    import glob
+
+    raw = None
+    for path in glob.glob("abnormal_image.*"):
+        try:
+            if os.path.getsize(path) != data.size:
+                continue
+            raw = data.tobytes() if raw is None else raw
+            with open(path, "rb") as fh:
+                if fh.read() == raw:
+                    os.remove(path)
+        except OSError:
+            continue
 
 
 class ImageGuard:
@@ -144,6 +163,7 @@ class ImageGuard:
         except (RuntimeError, ValueError) as e:
             if self.bad is None:
                 raise
+            remove_decoder_dump(data)
             raise RuntimeError(self.bad.failed(data, e)) from None
         if self.bad is not None:
             self.bad.good()

@@ -86,6 +86,19 @@ class DatasetInfo:
     # the trained classes, or their names in another order); None: folder order is label order
     val_class_indexing: Optional[Dict[str, int]] = None
     rotated: Tuple[str, ...] = ()  # JPEGs with an EXIF orientation other than 1 (decoded as stored)
+    # train images the verify_images cache does not vouch for (-1: the train split was not checked)
+    unverified: int = -1
+    data_dir: str = ""
+
+    def decode_guard(self, split: str, training: bool) -> bool:
+        """Whether `split`'s pipeline wraps its decode op in `guard.ImageGuard`, a Python map function (it costs:
+        the demo's 28-px pipeline runs at ~1/3 of its throughput with it): needed for JPEGs whose EXIF orientation
+        must be applied, and in training unless every image is verified (a verified image cannot fail to
+        decode, so there is nothing to skip)."""
+        root = os.path.join(os.path.abspath(os.path.join(self.data_dir, split)), "")
+        if any(os.path.abspath(p).startswith(root) for p in self.rotated):
+            return True
+        return training and self.unverified != 0
 
     def notes(self) -> List[str]:
         """Log lines about what was found and what the pipeline does with it."""
@@ -95,6 +108,15 @@ class DatasetInfo:
             lines.append(f"{len(self.rotated)} JPEG(s) carry an EXIF orientation other than 'as stored' ({shown}): "
                          "train, validate and predict all turn them upright as the tag says, as photo viewers do "
                          "(MindSpore's Decode alone would not; docs/data.md)")
+        if self.unverified > 0:
+            lines.append(f"decode guard on: {self.unverified} of {self.train_images} train images are not verified, so "
+                         "each decode runs through a Python guard that skips, names and counts an image that fails "
+                         "(slower: ~1/3 of the data pipeline's throughput at 28 px). Run `python -m "
+                         f"mindghost.tools.verify_images --data_dir {self.data_dir}` once (or set verify_images: "
+                         "True) and later runs decode with MindSpore's own ops")
+        elif self.unverified == 0:
+            lines.append("every train image is verified (verify_images): training decodes with MindSpore's own ops, "
+                         "without the per-image Python guard")
         if self.val_class_indexing is not None:
             lines.append(f"val classes evaluated by name ({len(self.val_class_indexing)} folders mapped to the "
                          f"trained class indices): {_shown(self.val_class_indexing)}")
@@ -199,11 +221,17 @@ def check_dataset(cfg, train: bool, val: bool, class_names: Optional[Sequence[st
     if getattr(cfg, "verify_images", False) and not problems:
         problems += verify_problems(cfg, [s for s in found if s in (cfg.train_split if train else None,
                                                                    cfg.val_split if val else None)])
+    unverified = -1
+    if train and cfg.train_split in found and not problems:
+        from .verify import unverified as count_unverified
+
+        unverified = count_unverified(os.path.join(cfg.data_dir, cfg.train_split))
     any_split = next(iter(found.values()), ([], 0))
     classes = tuple(class_names) if class_names is not None else tuple(train_folders or any_split[0])
     info = DatasetInfo(classes=classes, train_images=found.get(cfg.train_split, ([], 0))[1] if train else 0,
                        val_images=found.get(cfg.val_split, ([], 0))[1] if val else 0,
-                       val_class_indexing=indexing, rotated=tuple(sorted(rotated)))
+                       val_class_indexing=indexing, rotated=tuple(sorted(rotated)), unverified=unverified,
+                       data_dir=cfg.data_dir)
     return info, problems
 
 
@@ -301,21 +329,37 @@ def _train_transforms(cfg, pre: EvalPreprocessing) -> list:
     return ops
 
 
-def guarded_train_transforms(cfg, pre: EvalPreprocessing) -> list:
-    """The train transforms with their decode op wrapped (`guard.py`): EXIF orientation applied, and a sample
-    that fails to decode skipped and counted, up to max_bad_images / max_consecutive_bad_images."""
+def train_transforms(cfg, pre: EvalPreprocessing, decode_guard: bool = True) -> list:
+    """The train transforms. decode_guard (`DatasetInfo.decode_guard`): the decode op wrapped (`guard.py`): EXIF
+    orientation applied, and a sample that fails to decode skipped and counted, up to max_bad_images /
+    max_consecutive_bad_images. Without it (every image verified, none rotated) MindSpore's ops run alone, and a
+    failure, which verification rules out, stops the run with MindSpore's error naming the file."""
+    from mindspore.dataset import vision
+
     from .guard import ImageGuard, error_samples_replace, tracker
 
+    if not decode_guard:
+        error_samples_replace(False)
+        return _train_transforms(cfg, pre)
     replace = error_samples_replace(True)
     bad = tracker(os.path.join(cfg.data_dir, cfg.train_split), cfg.max_bad_images, cfg.max_consecutive_bad_images,
                   replace)
     bad.new_epoch()
     ops = _train_transforms(cfg, pre)
+    first = ops[0]
+    if isinstance(first, vision.RandomCropDecodeResize):
+        # MindCV's fused decode + random crop, split in two: a random op called from Python (as the guard calls
+        # its op) draws the same crop for every image, so only the decode is guarded and the crop stays a
+        # pipeline op. Same crop draws as the fused op; pixels equal for PNG, within crop-decode rounding for JPEG.
+        ops = [vision.Decode(), vision.RandomResizedCrop(first.size, first.scale, first.ratio, first.interpolation,
+                                                         first.max_attempts)] + ops[1:]
     return [ImageGuard(ops[0], bad)] + ops[1:]
 
 
-def build_train_loader(cfg, pre: EvalPreprocessing, epoch: int, rank: int = 0, group_size: int = 1):
-    """The batched train dataset of one epoch (seeded by seed + epoch), sharded by rank."""
+def build_train_loader(cfg, pre: EvalPreprocessing, epoch: int, rank: int = 0, group_size: int = 1,
+                       decode_guard: bool = True):
+    """The batched train dataset of one epoch (seeded by seed + epoch), sharded by rank; `decode_guard`: see
+    `train_transforms`."""
     import mindspore.dataset as ds
     from mindcv.data import create_dataset, create_loader
 
@@ -332,18 +376,20 @@ def build_train_loader(cfg, pre: EvalPreprocessing, epoch: int, rank: int = 0, g
         dataset, batch_size=cfg.batch_size, drop_remainder=cfg.drop_remainder, is_training=True,
         # MindCV mixes only when cutmix_prob > 0: it is the overall probability that a batch is mixed
         mixup=cfg.mixup, cutmix=cfg.cutmix, cutmix_prob=cfg.mixup_prob if mixing else 0.0,
-        num_classes=cfg.num_classes, transform=guarded_train_transforms(cfg, pre), num_parallel_workers=workers,
+        num_classes=cfg.num_classes, transform=train_transforms(cfg, pre, decode_guard), num_parallel_workers=workers,
     )
 
 
 def build_eval_loader(cfg, pre: EvalPreprocessing, batch_size: Optional[int] = None, rank: int = 0,
-                      group_size: int = 1, class_indexing: Optional[Dict[str, int]] = None):
+                      group_size: int = 1, class_indexing: Optional[Dict[str, int]] = None,
+                      decode_guard: bool = True):
     """The whole val split in file order, every sample once; the last batch may be partial. `class_indexing`
     ({folder: label}, `DatasetInfo.val_class_indexing`) labels the folders by the trained classes' indices.
 
     Sharded (group_size > 1): rank r gets samples r, r + group_size, ... and shards may differ in size by
     one. (MindSpore's DistributedSampler instead pads short shards by repeating samples, which would count
-    them twice.)"""
+    them twice.) decode_guard False (`DatasetInfo.decode_guard`: no rotated JPEG in the split) leaves out the
+    orientation wrapper of `eval_ops`."""
     import mindspore.dataset as ds
     from mindcv.data import create_dataset, create_loader
 
@@ -359,14 +405,14 @@ def build_eval_loader(cfg, pre: EvalPreprocessing, batch_size: Optional[int] = N
         dataset = ds.ImageFolderDataset(os.path.join(cfg.data_dir, cfg.val_split), sampler=ds.SubsetSampler(indices),
                                         num_parallel_workers=workers, **by_name)
     return create_loader(dataset, batch_size=batch_size or cfg.resolved_eval_batch_size(), drop_remainder=False,
-                         is_training=False, transform=eval_ops(pre), num_parallel_workers=workers)
+                         is_training=False, transform=eval_ops(pre, decode_guard), num_parallel_workers=workers)
 
 
-def eval_ops(pre: EvalPreprocessing) -> list:
+def eval_ops(pre: EvalPreprocessing, decode_guard: bool = True) -> list:
     """MindSpore ops from encoded image bytes (uint8 array) to a normalized (in_channels, H, W) float32 array:
-    decode (EXIF orientation applied), resize the short side to `pre.resize_size`, center crop `pre.image_size`,
-    normalize. The one eval
-    transform of validation, training's evaluation and prediction."""
+    decode (EXIF orientation applied unless `decode_guard` is False), resize the short side to `pre.resize_size`,
+    center crop `pre.image_size`, normalize. The one eval transform of validation, training's evaluation and
+    prediction."""
     from mindcv.data import create_transforms
 
     mean255, std255 = pre.rgb_mean_std()
@@ -375,4 +421,5 @@ def eval_ops(pre: EvalPreprocessing) -> list:
     ops = create_transforms("imagenet", image_resize=pre.image_size, is_training=False, crop_pct=pre.crop_pct,
                             interpolation=pre.interpolation, mean=mean255, std=std255)
     ops = channel_tail(ops, pre.in_channels, pre.mean, pre.std)
-    return [ImageGuard(ops[0])] + ops[1:]  # EXIF orientation applied, as in training
+    # EXIF orientation applied, as in training; a split known to hold no rotated JPEG skips the Python wrapper
+    return [ImageGuard(ops[0])] + ops[1:] if decode_guard else ops

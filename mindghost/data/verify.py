@@ -46,7 +46,11 @@ def _decoder_warnings(data) -> Tuple[Optional[str], str]:
         try:
             vision.Decode()(np.frombuffer(data, np.uint8))
         except (RuntimeError, ValueError) as e:
-            error = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            from .guard import _short, remove_decoder_dump
+
+            error = _short(e)
+
+            remove_decoder_dump(np.frombuffer(data, np.uint8))
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -93,6 +97,18 @@ def split_files(split_dir: str) -> List[str]:
         with os.scandir(folder) as it:
             found += [e.path for e in it if non_file_reason(e) is None and e.name.lower().endswith(IMG_EXTENSIONS)]
     return sorted(found)
+
+
+def unverified(split_dir: str) -> int:
+    """How many image files of `split_dir` the verification cache does not vouch for (0: every file decoded
+    before by `verify_split` and unchanged since: one `stat` per file, no decoding)."""
+    files = split_files(split_dir)
+    try:
+        with open(cache_path(split_dir)) as fh:
+            cached = json.load(fh)
+    except (OSError, ValueError):
+        return len(files)
+    return sum(1 for p in files if cached.get(p) != _stamp(p))
 
 
 def _stamp(path: str) -> Optional[List[int]]:

@@ -218,7 +218,8 @@ def build_evaluator(plan: RunPlan, model, train_step):
 
     def make_loader():
         return build_eval_loader(cfg, pre, rank=replica.rank, group_size=replica.size,
-                                 class_indexing=plan.data.val_class_indexing)
+                                 class_indexing=plan.data.val_class_indexing,
+                                 decode_guard=plan.data.decode_guard(cfg.val_split, training=False))
 
     return PeriodicEvaluator(EvalNet(model), make_loader, cfg.resolved_eval_batch_size(), cfg.val_every, train_step,
                              show_progress_bars(cfg.progress, replica.is_main), plan.val_images,

@@ -121,7 +121,8 @@ def make_plan(cfg: Config, device: str, replica: Replica) -> RunPlan:
     steps, make_loader = 0, None
     if pre is not None and not data_problems:
         def make_loader(epoch: int):
-            return build_train_loader(cfg, pre, epoch, replica.rank, replica.size)
+            return build_train_loader(cfg, pre, epoch, replica.rank, replica.size,
+                                      decode_guard=data.decode_guard(cfg.train_split, training=True))
 
         steps = make_loader(0).get_dataset_size()
         if steps == 0:
