@@ -295,7 +295,9 @@ def test_a_verified_split_trains_without_the_python_guard(tiny, tmp_path, monkey
     guarded = train_transforms(cfg, _pre(), True)
     assert isinstance(guarded[0], G.ImageGuard) and type(guarded[1]).__name__ == "RandomResizedCrop"
 
-    verify_split(os.path.join(tiny, "train"), workers=1, progress=False)
+    monkeypatch.chdir(tiny)  # verified by a relative path, trained by an absolute one: the same files
+    verify_split("train", workers=1, progress=False)
+    monkeypatch.chdir(str(tmp_path))
     info, _ = check_dataset(cfg, train=True, val=True)
     assert info.unverified == 0 and not info.decode_guard("train", training=True)
     assert any("every train image is verified" in line for line in info.notes())

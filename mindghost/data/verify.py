@@ -102,7 +102,7 @@ def split_files(split_dir: str) -> List[str]:
 def unverified(split_dir: str) -> int:
     """How many image files of `split_dir` the verification cache does not vouch for (0: every file decoded
     before by `verify_split` and unchanged since: one `stat` per file, no decoding)."""
-    files = split_files(split_dir)
+    files = split_files(os.path.abspath(split_dir))  # the cache's keys: absolute paths
     try:
         with open(cache_path(split_dir)) as fh:
             cached = json.load(fh)
@@ -132,7 +132,7 @@ def verify_split(split_dir: str, workers: int = 0, progress: bool = True, use_ca
 
     from ..runtime import num_cores
 
-    files = split_files(split_dir)
+    files = split_files(os.path.abspath(split_dir))  # the cache's keys: absolute paths
     cache_file = cache_path(split_dir)
     cached: Dict[str, List[int]] = {}
     if use_cache and os.path.isfile(cache_file):
