@@ -127,26 +127,65 @@ class _EvalNet:
 
 
 def make_batch_dynamic(src: str, dst: str, name: str = "batch", min_opset: int = 13) -> None:
-    """Rewrite `src` (an export with a fixed batch) to `dst` with a symbolic batch dimension on every graph input
-    and output, at default-domain opset `min_opset` or above (onnx's version converter; per-channel
-    QuantizeLinear/DequantizeLinear need opset 13, MindSpore exports opset 11). Intermediate shape records are dropped
-    (onnxruntime infers them again). Valid for graphs that never bake the batch into a constant (the Ghost exports
-    flatten with Flatten, not Reshape); tests run batch 2 against the MindSpore forward."""
+    """Rewrite `src` (an export with a fixed batch of 1) to `dst` with a symbolic batch dimension on every graph
+    input and output, at default-domain opset `min_opset` or above (onnx's version converter; per-channel
+    QuantizeLinear/DequantizeLinear need opset 13, MindSpore exports opset 11). Intermediate shape records are
+    dropped (onnxruntime infers them again). A Reshape whose constant target shape starts with the exported batch
+    (MindSpore lowers ExpandDims, e.g. in Ghost-ResNet's classifier, to such a Reshape) gets 0 there, ONNX's
+    "copy the input's dimension". Checked before `dst` is written: batch 2 must equal two batch-1 runs of `src`
+    in onnxruntime (within 1e-5 relative), else `UsageError` names the graph (export with a fixed batch)."""
     import onnx
-    from onnx import version_converter
+    from onnx import numpy_helper, version_converter
 
     model = onnx.load(src)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < min_opset:
         model = version_converter.convert_version(model, min_opset)
+    dims0 = [v.type.tensor_type.shape.dim[0].dim_value for v in model.graph.input if v.type.tensor_type.shape.dim]
+    if any(d != 1 for d in dims0):
+        from ..errors import UsageError
+
+        raise UsageError(f"{src}: inputs of batch {dims0}; make_batch_dynamic takes an export with batch 1")
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims:
             dims[0].ClearField("dim_value")
             dims[0].dim_param = name
+    shapes = {n.input[1] for n in model.graph.node if n.op_type == "Reshape" and len(n.input) > 1}
+    tensors = [t for t in model.graph.initializer if t.name in shapes]
+    tensors += [a.t for n in model.graph.node if n.op_type == "Constant" and n.output[0] in shapes
+                for a in n.attribute if a.name == "value"]
+    for tensor in tensors:
+        target = numpy_helper.to_array(tensor)
+        if target.ndim == 1 and target.size > 1 and target[0] == 1:
+            target = target.copy()
+            target[0] = 0
+            tensor.CopyFrom(numpy_helper.from_array(target, tensor.name))
     del model.graph.value_info[:]
     onnx.checker.check_model(model)
+    _check_batch_dynamic(src, model, dst)
     onnx.save(model, dst)
+
+
+def _check_batch_dynamic(src: str, model, dst: str) -> None:
+    import onnxruntime as ort
+
+    fixed = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+    dynamic = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    inp = fixed.get_inputs()[0]
+    x = np.random.default_rng(0).standard_normal([2] + list(inp.shape[1:])).astype(np.float32)
+    want = np.concatenate([fixed.run(None, {inp.name: x[i:i + 1]})[0] for i in range(2)])
+    try:
+        got = dynamic.run(None, {dynamic.get_inputs()[0].name: x})[0]
+    except Exception as e:  # onnxruntime's Fail / InvalidArgument: the batch is baked in somewhere else
+        got, why = None, str(e).splitlines()[0][:300]
+    else:
+        why = "outputs differ"
+    if got is None or got.shape != want.shape or not np.allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max()):
+        from ..errors import UsageError
+
+        raise UsageError(f"{src}: the batch size is baked into the graph beyond its inputs and reshapes ({why}), so "
+                         f"{dst} could not be given a symbolic batch; export with the batch you will run instead")
 
 
 def evaluate_onnx(path: str, cfg, setup, batch_size: int, progress: bool = False,
