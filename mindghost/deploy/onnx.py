@@ -132,8 +132,11 @@ def make_batch_dynamic(src: str, dst: str, name: str = "batch", min_opset: int =
     QuantizeLinear/DequantizeLinear need opset 13, MindSpore exports opset 11). Intermediate shape records are
     dropped (onnxruntime infers them again). A Reshape whose constant target shape starts with the exported batch
     (MindSpore lowers ExpandDims, e.g. in Ghost-ResNet's classifier, to such a Reshape) gets 0 there, ONNX's
-    "copy the input's dimension". Checked before `dst` is written: batch 2 must equal two batch-1 runs of `src`
-    in onnxruntime (within 1e-5 relative), else `UsageError` names the graph (export with a fixed batch)."""
+    "copy the input's dimension"; a Resize to constant `sizes` (GhostNetV3's ResizeNearestNeighbor, whose sizes
+    hold batch 1: onnxruntime then silently returns batch 1 and later ops broadcast sample 0's attention over
+    the batch) gets its sizes' batch from its input, computed in the graph. Checked before `dst` is written:
+    batch 2 must equal two batch-1 runs of `src` in onnxruntime (within 1e-5 relative), else `UsageError` names
+    the graph (export with a fixed batch)."""
     import onnx
     from onnx import numpy_helper, version_converter
 
@@ -161,10 +164,46 @@ def make_batch_dynamic(src: str, dst: str, name: str = "batch", min_opset: int =
             target = target.copy()
             target[0] = 0
             tensor.CopyFrom(numpy_helper.from_array(target, tensor.name))
+    _resize_sizes_from_input(model)
     del model.graph.value_info[:]
     onnx.checker.check_model(model)
     _check_batch_dynamic(src, model, dst)
     onnx.save(model, dst)
+
+
+def _resize_sizes_from_input(model) -> None:
+    """Resize nodes with constant `sizes` starting with batch 1: sizes = [batch of the input] + the constant's
+    other entries, computed in the graph (Shape, Slice, Concat), so the resize itself is unchanged."""
+    from onnx import helper, numpy_helper
+
+    consts = {t.name: t for t in model.graph.initializer}
+    consts.update({n.output[0]: a.t for n in model.graph.node if n.op_type == "Constant"
+                   for a in n.attribute if a.name == "value"})
+    nodes = list(model.graph.node)
+    for node in nodes:
+        if node.op_type != "Resize" or len(node.input) < 4 or node.input[3] not in consts:
+            continue
+        sizes = numpy_helper.to_array(consts[node.input[3]]).astype(np.int64)
+        if sizes.ndim != 1 or sizes.size < 2 or sizes[0] != 1:
+            continue
+        base = f"{node.name or node.output[0]}_dynamic_batch"
+        model.graph.initializer.extend([
+            numpy_helper.from_array(np.array([0], np.int64), f"{base}_start"),
+            numpy_helper.from_array(np.array([1], np.int64), f"{base}_end"),
+            numpy_helper.from_array(sizes[1:], f"{base}_rest")])
+        new = [helper.make_node("Shape", [node.input[0]], [f"{base}_shape"]),
+               helper.make_node("Slice", [f"{base}_shape", f"{base}_start", f"{base}_end"], [f"{base}_batch"]),
+               helper.make_node("Concat", [f"{base}_batch", f"{base}_rest"], [f"{base}_sizes"], axis=0)]
+        at = list(model.graph.node).index(node)
+        for k, extra in enumerate(new):
+            model.graph.node.insert(at + k, extra)
+        orphan, node.input[3] = node.input[3], f"{base}_sizes"
+        if not any(orphan in n.input for n in model.graph.node):
+            kept = [t for t in model.graph.initializer if t.name != orphan]
+            del model.graph.initializer[:]
+            model.graph.initializer.extend(kept)
+            for n in [n for n in model.graph.node if n.op_type == "Constant" and n.output[0] == orphan]:
+                model.graph.node.remove(n)
 
 
 def _check_batch_dynamic(src: str, model, dst: str) -> None:
