@@ -28,7 +28,7 @@ if [ -f "$RUN/summary.json" ] && [ "${RETRAIN:-0}" != 1 ]; then
 else
     OVERWRITE=()
     [ -f "$RUN/summary.json" ] && OVERWRITE=(--overwrite True)
-    echo "== training (about 8 minutes on 2 CPU cores; rerun this script to resume if interrupted)"
+    echo "== training (8-12 minutes on 2 CPU cores; rerun this script to resume if interrupted)"
     "$VENV/bin/python" train.py -c "$RECIPE" --data_dir "$DATA" --output_dir "$RUN" ${OVERWRITE[@]+"${OVERWRITE[@]}"}
 fi
 
