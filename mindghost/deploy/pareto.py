@@ -129,13 +129,15 @@ def plot(report: Dict[str, object], path: str) -> str:
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     rows = [r for r in report["models"] if r["paper_top1"] is not None]
-    for key, marker in (("mindspore", "o"), ("onnxruntime_fp32", "s"), ("onnxruntime_int8", "^")):
-        pts = [(r[key]["ms_b1"], r["paper_top1"], r["model"]) for r in rows if key in r]
-        if not pts:
-            continue
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, label=key.replace("_", " "))
-        for x, y, name in pts:
-            ax.annotate(name, (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    keys = (("mindspore", "o"), ("onnxruntime_fp32", "s"), ("onnxruntime_int8", "^"))
+    for r in rows:  # one model = one row (its top-1) of markers, one per runtime, joined and named once
+        xs = [r[key]["ms_b1"] for key, _ in keys if key in r]
+        ax.plot([min(xs), max(xs)], [r["paper_top1"]] * 2, color="0.8", lw=0.8, zorder=0)
+        ax.annotate(r["model"], (max(xs), r["paper_top1"]), fontsize=6, xytext=(4, -2), textcoords="offset points")
+    for key, marker in keys:
+        pts = [(r[key]["ms_b1"], r["paper_top1"]) for r in rows if key in r]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, label=key.replace("_", " "))
     ax.set_xscale("log")
     ax.set_xlabel("batch-1 latency (ms, median, this machine)")
     ax.set_ylabel("published ImageNet top-1 (%)")
