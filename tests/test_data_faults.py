@@ -228,6 +228,18 @@ def test_verify_images_finds_damaged_bodies_and_remembers_good_files(tiny, monke
     assert verify_images.main(["--data_dir", tiny, "--splits", "train", "--progress", "false"]) == 0
 
 
+def test_verify_images_in_worker_processes_finds_the_same(tiny, monkeypatch, tmp_path):
+    """Large splits are decoded by spawned worker processes (small ones in process): same verdicts both ways."""
+    from mindghost.data import verify
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(verify, "_IN_PROCESS_BELOW", 0)
+    bad_sos, half = _damaged_jpegs(os.path.join(tiny, "train", "class_1"))
+    files, cached, bad = verify.verify_split(os.path.join(tiny, "train"), workers=2, progress=False)
+    assert (files, cached) == (26, 0) and sorted(p for p, _ in bad) == sorted([bad_sos, half])
+    assert verify.unverified(os.path.join(tiny, "train")) == 2
+
+
 def _tiny_cfg(data, **kw):
     return _cfg(data, image_size=16, batch_size=4, shuffle=False, num_workers=1, **kw)
 

@@ -14,6 +14,7 @@ The cache: one JSON file per split folder under `~/.cache/mindghost/verified/` (
 mapping each good file's path to its size and mtime; a file whose size or mtime changed is decoded again.
 Bad files are never cached.
 """
+import contextlib
 import hashlib
 import json
 import logging
@@ -119,6 +120,9 @@ def _stamp(path: str) -> Optional[List[int]]:
     return [st.st_size, st.st_mtime_ns]
 
 
+_IN_PROCESS_BELOW = 256
+
+
 def _verify_chunk(paths: Sequence[str]) -> List[Optional[str]]:
     return [verify_file(p) for p in paths]
 
@@ -153,9 +157,16 @@ def verify_split(split_dir: str, workers: int = 0, progress: bool = True, use_ca
             from tqdm import tqdm
 
             bar = tqdm(total=len(todo), desc=f"verify_images {split_dir}", unit="img", dynamic_ncols=True)
-        # spawn: a forked copy of a process that already runs MindSpore's threads can deadlock
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            for paths, reasons in zip(chunks, pool.map(_verify_chunk, chunks)):
+        # spawn: a forked copy of a process that already runs MindSpore's threads can deadlock. A few hundred files
+        # are decoded here instead: starting the spawned workers (each imports the caller's main module) costs more
+        if workers == 1 or len(todo) < _IN_PROCESS_BELOW:
+            results = map(_verify_chunk, chunks)
+            pool = None
+        else:
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            results = pool.map(_verify_chunk, chunks)
+        with pool or contextlib.nullcontext():
+            for paths, reasons in zip(chunks, results):
                 for p, r in zip(paths, reasons):
                     if r is None:
                         cached[p] = stamps[p]
