@@ -237,7 +237,7 @@ def test_verify_images_in_worker_processes_finds_the_same(tiny, monkeypatch, tmp
     bad_sos, half = _damaged_jpegs(os.path.join(tiny, "train", "class_1"))
     files, cached, bad = verify.verify_split(os.path.join(tiny, "train"), workers=2, progress=False)
     assert (files, cached) == (26, 0) and sorted(p for p, _ in bad) == sorted([bad_sos, half])
-    assert verify.unverified(os.path.join(tiny, "train")) == 2
+    assert verify.unverified(os.path.join(tiny, "train"), 26) == 2
 
 
 def _tiny_cfg(data, **kw):

@@ -225,7 +225,7 @@ def check_dataset(cfg, train: bool, val: bool, class_names: Optional[Sequence[st
     if train and cfg.train_split in found and not problems:
         from .verify import unverified as count_unverified
 
-        unverified = count_unverified(os.path.join(cfg.data_dir, cfg.train_split))
+        unverified = count_unverified(os.path.join(cfg.data_dir, cfg.train_split), found[cfg.train_split][1])
     any_split = next(iter(found.values()), ([], 0))
     classes = tuple(class_names) if class_names is not None else tuple(train_folders or any_split[0])
     info = DatasetInfo(classes=classes, train_images=found.get(cfg.train_split, ([], 0))[1] if train else 0,

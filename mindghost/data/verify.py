@@ -50,7 +50,6 @@ def _decoder_warnings(data) -> Tuple[Optional[str], str]:
             from .guard import _short, remove_decoder_dump
 
             error = _short(e)
-
             remove_decoder_dump(np.frombuffer(data, np.uint8))
         finally:
             os.dup2(saved, 2)
@@ -100,15 +99,16 @@ def split_files(split_dir: str) -> List[str]:
     return sorted(found)
 
 
-def unverified(split_dir: str) -> int:
-    """How many image files of `split_dir` the verification cache does not vouch for (0: every file decoded
-    before by `verify_split` and unchanged since: one `stat` per file, no decoding)."""
-    files = split_files(os.path.abspath(split_dir))  # the cache's keys: absolute paths
+def unverified(split_dir: str, images: int) -> int:
+    """How many of the `images` image files of `split_dir` (the header scan's count) the verification cache does
+    not vouch for (0: every file decoded before by `verify_split` and unchanged since: one `stat` per file, no
+    decoding; without a cache nothing is listed again)."""
     try:
         with open(cache_path(split_dir)) as fh:
             cached = json.load(fh)
     except (OSError, ValueError):
-        return len(files)
+        return images
+    files = split_files(os.path.abspath(split_dir))  # the cache's keys: absolute paths
     return sum(1 for p in files if cached.get(p) != _stamp(p))
 
 

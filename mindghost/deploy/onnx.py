@@ -154,7 +154,11 @@ def make_batch_dynamic(src: str, dst: str, name: str = "batch", min_opset: int =
         if dims:
             dims[0].ClearField("dim_value")
             dims[0].dim_param = name
-    shapes = {n.input[1] for n in model.graph.node if n.op_type == "Reshape" and len(n.input) > 1}
+    consts = {t.name for t in model.graph.initializer} | {o for n in model.graph.node if n.op_type == "Constant"
+                                                          for o in n.output}
+    # only reshapes of computed tensors carry the batch (a constant reshaped to (1, C, 1, 1) does not)
+    shapes = {n.input[1] for n in model.graph.node
+              if n.op_type == "Reshape" and len(n.input) > 1 and n.input[0] not in consts}
     tensors = [t for t in model.graph.initializer if t.name in shapes]
     tensors += [a.t for n in model.graph.node if n.op_type == "Constant" and n.output[0] in shapes
                 for a in n.attribute if a.name == "value"]
@@ -223,8 +227,9 @@ def _check_batch_dynamic(src: str, model, dst: str) -> None:
     if got is None or got.shape != want.shape or not np.allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max()):
         from ..errors import UsageError
 
-        raise UsageError(f"{src}: the batch size is baked into the graph beyond its inputs and reshapes ({why}), so "
-                         f"{dst} could not be given a symbolic batch; export with the batch you will run instead")
+        raise UsageError(f"{src}: the batch size is baked into the graph beyond its inputs, reshapes and resizes "
+                         f"({why}), so {dst} could not be given a symbolic batch; export with the batch you will run "
+                         "instead (python -m mindghost.tools.export --batch_size N)")
 
 
 def evaluate_onnx(path: str, cfg, setup, batch_size: int, progress: bool = False,
