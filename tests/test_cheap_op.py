@@ -111,6 +111,7 @@ def test_bn_folding_and_cpu_pass(op):
     from mindghost.cpu import accelerate, restore
     from mindghost.models import fuse_bn
 
+    ms.set_seed(0)  # unseeded, 1 run in 3 drew weights whose 'affine' logits (~150, no BN) folded to 3e-3 off
     model = create_model("ghostnet_050", num_classes=10, cheap_op=op)
     x = _x()
     ref = _eval(model, x)

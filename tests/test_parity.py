@@ -17,7 +17,7 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from mindghost.cpu import accelerate
-from mindghost.models import create_model, ghostnet, ghostnetv2, load_state_dict
+from mindghost.models import create_model, ghostnet, ghostnetv2, layers, load_state_dict
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 FILTER_FNS = {"ghostnet_050": ghostnet.checkpoint_filter_fn, "ghostnetv2_100": ghostnetv2.checkpoint_filter_fn}
@@ -76,16 +76,17 @@ def test_ghostnetv2_filter_fn_reads_official_layouts() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [(7, 7), (14, 14), (9, 11), (5, 6), (3, 3)])
 def test_dfc_upsample_is_torch_nearest(size) -> None:
-    """GhostModuleV2's gate upsample must read index floor(i · in / out), PyTorch's `nearest` with `size=`."""
+    """GhostModuleV2's gate upsample (`layers.gate_multiply`) must read index floor(i · in / out), PyTorch's
+    `nearest` with `size=`."""
 
     class Upsample(nn.Cell):
-        def construct(self, gate, like):
-            return ghostnetv2.upsample_nearest(gate, like.shape[2:])
+        def construct(self, gate, ones):
+            return layers.gate_multiply(ones, gate)
 
     h, w = size
     gate = np.random.RandomState(0).standard_normal((1, 2, h // 2, w // 2)).astype(np.float32)
     ms.set_context(mode=ms.GRAPH_MODE)
-    out = Upsample()(Tensor(gate), Tensor(np.zeros((1, 2, h, w), np.float32))).asnumpy()
+    out = Upsample()(Tensor(gate), Tensor(np.ones((1, 2, h, w), np.float32))).asnumpy()
     rows = np.floor(np.arange(h) * (h // 2) / h).astype(int)
     cols = np.floor(np.arange(w) * (w // 2) / w).astype(int)
     np.testing.assert_array_equal(out, gate[:, :, rows][:, :, :, cols])

@@ -25,9 +25,12 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 _LOG = logging.getLogger("mindghost")
-_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "depthwise.cc")
+_CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
+# one library for all of mindghost's CPU kernels
+_SOURCES = tuple(os.path.join(_CSRC, name) for name in ("depthwise.cc", "gate.cc", "batchnorm.cc", "bias.cc"))
+_HEADERS = (os.path.join(_CSRC, "common.h"),)
 _STATE: Dict[str, Optional[str]] = {}  # "path" or "error", decided once per process
-_OPS: Dict[Tuple[int, bool], Callable] = {}
+_OPS: Dict[Tuple[int, bool, bool], Callable] = {}
 
 
 def _compile_flags() -> Tuple[str, ...]:
@@ -44,17 +47,20 @@ def _compile_flags() -> Tuple[str, ...]:
 
 
 def build_library() -> str:
-    """Path of the compiled kernel library (built on first use). Raises RuntimeError naming what is missing."""
+    """Path of the compiled library of mindghost's CPU kernels (csrc/: the depthwise conv, the gate product), built
+    on first use. Raises RuntimeError naming what is missing."""
     compiler = os.environ.get("CXX", "g++")
     if not shutil.which(compiler):
         raise RuntimeError(f"no C++ compiler '{compiler}' on PATH (install g++, or set CXX)")
     flags = _compile_flags()
-    with open(_SOURCE, "rb") as fh:
-        source = fh.read()
+    source = b""
+    for name in _SOURCES + _HEADERS:
+        with open(name, "rb") as fh:
+            source += fh.read()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
     key = hashlib.sha256(source + repr((flags, version, platform.machine())).encode()).hexdigest()[:16]
     cache = os.path.join(os.environ.get("MINDGHOST_CACHE") or os.path.expanduser("~/.cache/mindghost"), "kernels")
-    path = os.path.join(cache, f"depthwise-{key}.so")
+    path = os.path.join(cache, f"cpu-kernels-{key}.so")
     allowed = os.environ.get("MS_CUSTOM_AOT_WHITE_LIST")  # MindSpore refuses custom-op libraries outside it
     if allowed and os.path.commonpath([os.path.realpath(cache), os.path.realpath(allowed)]) != \
             os.path.realpath(allowed):
@@ -63,13 +69,13 @@ def build_library() -> str:
     if os.path.exists(path):
         return path
     os.makedirs(cache, exist_ok=True)
-    _LOG.info(f"building mindghost's CPU depthwise kernel (once per machine and source) into {path}")
+    _LOG.info(f"building mindghost's CPU kernels (once per machine and source) into {path}")
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)  # several ranks may build at once: rename atomically
     os.close(fd)
     try:
-        run = subprocess.run([compiler, *flags, "-o", tmp, _SOURCE], capture_output=True, text=True)
+        run = subprocess.run([compiler, *flags, "-o", tmp, *_SOURCES], capture_output=True, text=True)
         if run.returncode != 0:
-            raise RuntimeError(f"{compiler} failed to build {_SOURCE}:\n{run.stderr[-2000:]}")
+            raise RuntimeError(f"{compiler} failed to build {' '.join(_SOURCES)}:\n{run.stderr[-2000:]}")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -104,10 +110,16 @@ class _SharedCustom(ops.Custom):
         return self
 
 
-def depthwise_op(stride: int, bias: bool = False) -> Callable:
+def depthwise_op(stride: int, bias: bool = False, relu: bool = False) -> Callable:
     """`op(x, w)` (or `op(x, w, b)` with `bias`) → depthwise conv output, differentiable (custom bprop with the
-    backward kernels)."""
-    if (stride, bias) not in _OPS:
+    backward kernels). With `relu` (needs `bias`): `op(x, w, b)` → max(conv + b, 0), inference only (no bprop)."""
+    if relu:
+        if (stride, True, True) not in _OPS:
+            _OPS[(stride, True, True)] = _SharedCustom(
+                f"{kernel_library()}:DwForwardBiasReluS{stride}", out_dtype=lambda x, *rest: x, func_type="aot",
+                out_shape=lambda x, w, b: [x[0], w[0], _out_size(x[2], w[2], stride), _out_size(x[3], w[3], stride)])
+        return _OPS[(stride, True, True)]
+    if (stride, bias, False) not in _OPS:
         lib = kernel_library()
         grad_input = ops.Custom(f"{lib}:DwBackwardInputS{stride}", out_shape=lambda dy, w, x: x,
                                 out_dtype=lambda dy, w, x: x, func_type="aot")
@@ -123,10 +135,10 @@ def depthwise_op(stride: int, bias: bool = False) -> Callable:
         def out_shape(x, w, *b):
             return [x[0], w[0], _out_size(x[2], w[2], stride), _out_size(x[3], w[3], stride)]
 
-        _OPS[(stride, bias)] = _SharedCustom(
+        _OPS[(stride, bias, False)] = _SharedCustom(
             f"{lib}:DwForward{'Bias' if bias else ''}S{stride}", out_shape=out_shape, out_dtype=lambda x, *rest: x,
             func_type="aot", bprop=bprop_bias if bias else bprop)
-    return _OPS[(stride, bias)]
+    return _OPS[(stride, bias, False)]
 
 
 def is_supported(in_chs: int, out_chs: int, kernel_size, stride: int = 1, groups: Optional[int] = None) -> bool:
@@ -173,6 +185,8 @@ class DepthwiseConv2d(nn.Conv2d):
                                "warning above); keep the nn.Conv2d")
         self.depthwise = depthwise_op(stride)
         self.depthwise_bias = depthwise_op(stride, bias=True)  # used when BN was folded into the conv
+        self.depthwise_bias_relu = depthwise_op(stride, bias=True, relu=True)
+        self.relu_in_eval = False  # set by `accelerate` when the ReLU after this (folded) conv was fused into it
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> "DepthwiseConv2d":
@@ -196,11 +210,15 @@ class DepthwiseConv2d(nn.Conv2d):
         return conv
 
     def construct(self, x: Tensor) -> Tensor:
+        fused_relu = self.relu_in_eval and not self.training
         if x.dtype == ms.float32 and self.weight.dtype == ms.float32:
             if self.has_bias:
+                if fused_relu:
+                    return self.depthwise_bias_relu(x, self.weight, self.bias)
                 return self.depthwise_bias(x, self.weight, self.bias)
-            return self.depthwise(x, self.weight)
-        out = self.conv2d(x, self.weight)  # nn.Conv2d.construct (`super()` here breaks GRAPH mode for copies)
-        if self.has_bias:
-            out = self.bias_add(out, self.bias)
-        return out
+            out = self.depthwise(x, self.weight)
+        else:
+            out = self.conv2d(x, self.weight)  # nn.Conv2d.construct (`super()` here breaks GRAPH mode for copies)
+            if self.has_bias:
+                out = self.bias_add(out, self.bias)
+        return ops.relu(out) if fused_relu else out

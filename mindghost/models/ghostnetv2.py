@@ -19,17 +19,9 @@ from ..weights import unwrap_state_dict
 from ._registry import DefaultCfg, Variant, register_variants
 from .ghostnet import BlockSpec, GhostBottleneck, GhostNet
 from .ghostnet import checkpoint_filter_fn as ghostnet_filter_fn
-from .layers import GhostModule, conv2d, init_weights_torch_default
+from .layers import GateMultiply, GhostModule, conv2d, init_weights_torch_default
 
 __all__ = ["GhostModuleV2", "GhostBottleneckV2", "GhostNetV2", "dfc_short_conv"]
-
-
-def upsample_nearest(x: Tensor, size) -> Tensor:
-    """PyTorch's `F.interpolate(x, size=size, mode='nearest')`: output index i reads input floor(i · in / out).
-
-    The ResizeNearestNeighbor primitive, not `ops.interpolate`: the latter lowers to ResizeNearestNeighborV2,
-    which MindSpore cannot export to ONNX."""
-    return ops.ResizeNearestNeighbor(size)(x)
 
 
 def dfc_short_conv(inp: int, oup: int, kernel_size: int = 1, stride: int = 1) -> nn.SequentialCell:
@@ -53,10 +45,8 @@ class GhostModuleV2(GhostModule):
     the output's size. Cell names are the reference's, so PyTorch weights map one to one. `relu` is always on:
     only expansion modules carry attention.
 
-    The upsample follows PyTorch's `F.interpolate(size=..., mode='nearest')`: output index i reads input index
-    floor(i · in / out). For odd sizes this is not "repeat twice and crop" (7 from 3 reads rows 0,0,0,1,1,2,2);
-    `upsample_nearest` below uses the same rule (tests/test_parity.py checks odd and even sizes), so no slice
-    is needed.
+    The upsample and product are `layers.GateMultiply` (PyTorch's nearest rule, so no slice is needed for odd
+    sizes; tests/test_parity.py checks odd and even sizes).
     """
 
     def __init__(self, inp: int, oup: int, kernel_size: int = 1, ratio: int = 2, dw_size: int = 3,
@@ -66,6 +56,7 @@ class GhostModuleV2(GhostModule):
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2, pad_mode="valid")  # floor mode, as F.avg_pool2d
         self.short_conv = dfc_short_conv(inp, oup, kernel_size, stride)
         self.gate = nn.Sigmoid()
+        self.multiply = GateMultiply()
 
     def construct(self, x: Tensor) -> Tensor:
         gate = self.gate(self.short_conv(self.pool(x)))
@@ -74,7 +65,7 @@ class GhostModuleV2(GhostModule):
         out = ops.concat((x1, x2), axis=1)
         if self.trim:  # a no-op slice is slow on CPU, so cut only when the concat is wider than `oup`
             out = out[:, : self.oup]
-        return out * upsample_nearest(gate, out.shape[2:])
+        return self.multiply(out, gate)
 
 
 class GhostBottleneckV2(GhostBottleneck):

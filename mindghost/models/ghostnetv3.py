@@ -31,8 +31,8 @@ from ._registry import DefaultCfg, Variant, register_variants
 from ._reparam import forget_compiled_graphs
 from .ghostnet import GHOSTNET_V1_ARCH, BlockSpec, GhostBottleneck, GhostNet
 from .ghostnetv2 import checkpoint_filter_fn as _v2_checkpoint_filter_fn
-from .ghostnetv2 import dfc_short_conv, upsample_nearest
-from .layers import conv2d, init_weights_torch_default
+from .ghostnetv2 import dfc_short_conv
+from .layers import GateMultiply, conv2d, init_weights_torch_default
 
 __all__ = ["GhostModuleV3", "GhostBottleneckV3", "GhostNetV3", "fuse_branches"]
 
@@ -202,6 +202,7 @@ class GhostModuleV3(_Reparameterizable, nn.Cell):
             self.pool = nn.AvgPool2d(kernel_size=2, stride=2, pad_mode="valid")  # floor mode, as F.avg_pool2d
             self.short_conv = dfc_short_conv(inp, oup, kernel_size, stride)
             self.gate = nn.Sigmoid()
+            self.multiply = GateMultiply()
 
     def _install_fused(self, site: str, conv: nn.Conv2d) -> None:
         act = nn.ReLU() if self.relu else nn.Identity()
@@ -222,7 +223,7 @@ class GhostModuleV3(_Reparameterizable, nn.Cell):
         if self.trim:
             out = out[:, : self.oup]
         if self.attn:
-            out = out * upsample_nearest(self.gate(self.short_conv(self.pool(x))), out.shape[2:])
+            out = self.multiply(out, self.gate(self.short_conv(self.pool(x))))
         return out
 
 

@@ -33,6 +33,27 @@ class GlobalAvgPool(nn.Cell):
         return x.mean(axis=(2, 3), keep_dims=True)
 
 
+def gate_multiply(x: Tensor, gate: Tensor) -> Tensor:
+    """`x * gate` with the gate (N, C, h, w) nearest-upsampled to x's (H, W) first, unless it is 1×1 (broadcast).
+
+    The upsample is PyTorch's `F.interpolate(size=(H, W), mode='nearest')`: output index i reads input index
+    floor(i · h / H). For odd sizes this is not "repeat twice and crop" (7 from 3 reads rows 0,0,0,1,1,2,2).
+    It is the ResizeNearestNeighbor primitive, not `ops.interpolate`: the latter lowers to ResizeNearestNeighborV2,
+    which MindSpore cannot export to ONNX."""
+    if gate.shape[2] != 1 or gate.shape[3] != 1:
+        gate = ops.ResizeNearestNeighbor(x.shape[2:])(gate)
+    return x * gate
+
+
+class GateMultiply(nn.Cell):
+    """`gate_multiply(x, gate)` as a cell: the end of an SE block (gate (N, C, 1, 1)) and of GhostNetV2/V3's DFC
+    attention (gate (N, C, H/2, W/2)). No parameters. On CPU, `mindghost.cpu.accelerate` swaps it for one
+    kernel pass (the upsample and its gradient are slow there)."""
+
+    def construct(self, x: Tensor, gate: Tensor) -> Tensor:
+        return gate_multiply(x, gate)
+
+
 class SqueezeExcite(nn.Cell):
     """Global pool → 1×1 conv (bias) → act → 1×1 conv (bias) → gate, multiplied back onto the input."""
 
@@ -51,10 +72,11 @@ class SqueezeExcite(nn.Cell):
         self.act = act_layer()
         self.conv_expand = nn.Conv2d(rd_channels, channels, 1, has_bias=True)
         self.gate = gate_layer()
+        self.multiply = GateMultiply()
 
     def construct(self, x: Tensor) -> Tensor:
         x_se = self.conv_expand(self.act(self.conv_reduce(self.pool(x))))
-        return x * self.gate(x_se)
+        return self.multiply(x, self.gate(x_se))
 
 
 def conv2d(in_chs: int, out_chs: int, kernel_size, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:

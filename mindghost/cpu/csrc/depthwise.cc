@@ -9,44 +9,17 @@
 // Exported (MindSpore's AOT signature; params = inputs then the output):
 //   DwForwardS{1,2}(x, w) -> y
 //   DwForwardBiasS{1,2}(x, w, b) -> y            (b: (C*M,), added as BiasAdd would)
+//   DwForwardBiasReluS{1,2}(x, w, b) -> y        (the same, then max(y, 0): a folded conv + ReLU, inference only)
 //   DwBackwardInputS{1,2}(dy, w, x) -> dx        (x only gives the shape)
 //   DwBackwardFilterS{1,2}(dy, x, w) -> dw       (w only gives the shape)
 // Threads: MINDGHOST_KERNEL_THREADS (set by mindghost.runtime to the process's CPU share), else all cores.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <thread>
-#include <vector>
+
+#include "common.h"
 
 namespace {
-
-int NumThreads() {
-  static const int n = [] {
-    const char *env = std::getenv("MINDGHOST_KERNEL_THREADS");
-    int v = env ? std::atoi(env) : 0;
-    if (v <= 0) v = static_cast<int>(std::thread::hardware_concurrency());
-    return std::max(1, v);
-  }();
-  return n;
-}
-
-// fn(lo, hi) over [0, count) in contiguous chunks; small jobs stay on the calling thread (a thread start costs
-// ~20 us). The split depends only on the sizes, so results are deterministic.
-template <typename F>
-void ParallelFor(int64_t count, int64_t work_per_item, F fn) {
-  int64_t threads = std::min<int64_t>(NumThreads(), count);
-  if (count * work_per_item < (int64_t{1} << 22)) threads = 1;  // measured: below ~4M MACs a thread costs more
-  if (threads <= 1) {
-    fn(int64_t{0}, count);
-    return;
-  }
-  const int64_t chunk = (count + threads - 1) / threads;
-  std::vector<std::thread> pool;
-  for (int64_t lo = chunk; lo < count; lo += chunk) pool.emplace_back(fn, lo, std::min(count, lo + chunk));
-  fn(int64_t{0}, std::min(count, chunk));
-  for (auto &t : pool) t.join();
-}
 
 constexpr int64_t kSmallMap = 16;  // output maps up to 4x4 take the channels-last path (ForwardSmall)
 
@@ -296,15 +269,7 @@ void BackwardInputFixed(const Geo &g, PlaneFn fixed, const float *__restrict dy,
 }
 
 // dw[o] partial sums over one plane: dy times the padded x shifted by each tap, in 8-wide vectors (GCC/Clang
-// vector extension; plain loops here did not vectorize). `lanes` holds KH*KW x 8 running sums.
-typedef float V8 __attribute__((vector_size(32)));
-
-inline V8 Load8(const float *p) {
-  V8 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
+// vector extension, common.h; plain loops here did not vectorize). `lanes` holds KH*KW x 8 running sums.
 template <int S, int KH, int KW>
 void FilterGradPlane(const float *__restrict xp, int64_t xs, const float *__restrict dy, int64_t oh, int64_t ow,
                      float *__restrict lanes) {
@@ -411,21 +376,6 @@ void BackwardFilter(const Geo &g, const float *__restrict dy, const float *__res
   BackwardFilterGeneric<S>(g, dy, x, dw);
 }
 
-bool AllFloat32(int count, const char **dtypes) {
-  for (int i = 0; i < count; ++i) {
-    if (std::strcmp(dtypes[i], "float32") != 0 && std::strcmp(dtypes[i], "float") != 0) return false;
-  }
-  return true;
-}
-
-bool Valid(int nparam, int expected, const int *ndims, const char **dtypes) {
-  if (nparam != expected || !AllFloat32(nparam, dtypes)) return false;
-  for (int i = 0; i < nparam; ++i) {
-    if (ndims[i] != 4) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 #define MG_STRIDES(MACRO) MACRO(1) MACRO(2)
@@ -448,6 +398,16 @@ bool Valid(int nparam, int expected, const int *ndims, const char **dtypes) {
                static_cast<float *>(params[3]));                                                             \
     return 0;                                                                                                \
   }
+#define MG_FORWARD_RELU(S)                                                                                   \
+  extern "C" int DwForwardBiasReluS##S(int nparam, void **params, int *ndims, int64_t **shapes,             \
+                                       const char **dtypes, void *extra, void *stream) {                     \
+    const int status = DwForwardBiasS##S(nparam, params, ndims, shapes, dtypes, extra, stream);               \
+    if (status != 0) return status;                                                                          \
+    float *y = static_cast<float *>(params[3]);                                                              \
+    const int64_t size = shapes[3][0] * shapes[3][1] * shapes[3][2] * shapes[3][3];                           \
+    for (int64_t i = 0; i < size; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;                                     \
+    return 0;                                                                                                \
+  }
 #define MG_BACKWARD_INPUT(S)                                                                                 \
   extern "C" int DwBackwardInputS##S(int nparam, void **params, int *ndims, int64_t **shapes,               \
                                      const char **dtypes, void *, void *) {                                  \
@@ -466,5 +426,6 @@ bool Valid(int nparam, int expected, const int *ndims, const char **dtypes) {
   }
 
 MG_STRIDES(MG_FORWARD)
+MG_STRIDES(MG_FORWARD_RELU)
 MG_STRIDES(MG_BACKWARD_INPUT)
 MG_STRIDES(MG_BACKWARD_FILTER)
