@@ -166,6 +166,15 @@ def eligible(conv: nn.Cell) -> bool:
     return False
 
 
+def share_parameters(conv: nn.Conv2d, source: nn.Conv2d) -> nn.Conv2d:
+    """`conv` holding `source`'s weight (and bias) Parameter objects: the swap of a conv cell for its CPU form and
+    back keeps names, checkpoints and optimizer state. Returns `conv`."""
+    conv.weight = source.weight
+    if source.has_bias:
+        conv.bias = source.bias
+    return conv
+
+
 class DepthwiseConv2d(nn.Conv2d):
     """An eligible depthwise `nn.Conv2d` that runs mindghost's kernel for float32 inputs (MindSpore's Conv2D
     otherwise). Built from an existing conv with `from_conv`, sharing its Parameter objects (same names and
@@ -193,21 +202,14 @@ class DepthwiseConv2d(nn.Conv2d):
         """The kernel cell for `conv` (`eligible(conv)` must hold), holding `conv`'s own weight and bias."""
         if not eligible(conv):
             raise ValueError(f"{conv} is not a conv mindghost's depthwise kernel computes (see cpu.eligible)")
-        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride[0], conv.pad_mode,
-                  conv.padding, conv.has_bias)
-        new.weight = conv.weight
-        if conv.has_bias:
-            new.bias = conv.bias
-        return new
+        return share_parameters(cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride[0],
+                                    conv.pad_mode, conv.padding, conv.has_bias), conv)
 
     def to_conv(self) -> nn.Conv2d:
         """The plain `nn.Conv2d` this cell came from (same arguments, same Parameter objects)."""
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, pad_mode=self.pad_mode,
-                         padding=self.padding, group=self.group, has_bias=self.has_bias)
-        conv.weight = self.weight
-        if self.has_bias:
-            conv.bias = self.bias
-        return conv
+        return share_parameters(nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
+                                          pad_mode=self.pad_mode, padding=self.padding, group=self.group,
+                                          has_bias=self.has_bias), self)
 
     def construct(self, x: Tensor) -> Tensor:
         fused_relu = self.relu_in_eval and not self.training

@@ -19,7 +19,7 @@ from mindspore import Tensor, nn, ops
 from ..models.layers import GateMultiply, GlobalAvgPool
 from ..runtime import detect_device
 from .batchnorm import BatchNormKernel, ReLUFusedInTraining, eligible_bn
-from .depthwise import DepthwiseConv2d, _SharedCustom, eligible, kernel_library
+from .depthwise import DepthwiseConv2d, _SharedCustom, eligible, kernel_library, share_parameters
 from .gate import GateMultiplyKernel
 
 _LOG = logging.getLogger("mindghost")
@@ -39,9 +39,7 @@ class MatMulConv2d(nn.Conv2d):
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__(conv.in_channels, conv.out_channels, 1, has_bias=conv.has_bias, pad_mode="valid")
-        self.weight = conv.weight
-        if conv.has_bias:
-            self.bias = conv.bias
+        share_parameters(self, conv)
         self.matmul = ops.MatMul(transpose_b=True)
         self.relu_in_eval = False  # set by `accelerate` when the ReLU after this (folded) conv was fused into it
         self.bias_relu = _bias_relu_op() if kernel_library() is not None else None
@@ -57,11 +55,8 @@ class MatMulConv2d(nn.Conv2d):
 
     def to_conv(self) -> nn.Conv2d:
         """The plain 1×1 `nn.Conv2d` (same Parameter objects)."""
-        conv = nn.Conv2d(self.in_channels, self.out_channels, 1, has_bias=self.has_bias, pad_mode="valid")
-        conv.weight = self.weight
-        if self.has_bias:
-            conv.bias = self.bias
-        return conv
+        return share_parameters(nn.Conv2d(self.in_channels, self.out_channels, 1, has_bias=self.has_bias,
+                                          pad_mode="valid"), self)
 
     def construct(self, x: Tensor) -> Tensor:
         fused_relu = self.relu_in_eval and not self.training
@@ -139,7 +134,7 @@ def _swap_batch_norms(model: nn.Cell) -> Tuple[int, int]:
     pairs = []
     for _, parent in model.cells_and_names():
         if isinstance(parent, nn.SequentialCell):
-            cells = list(parent.cell_list) if hasattr(parent, "cell_list") else list(parent)
+            cells = list(parent)
             pairs += [(parent, i, cell) for i, cell in enumerate(cells[:-1])
                       if eligible_bn(cell) and type(cells[i + 1]) is nn.ReLU]
     for parent, i, bn in pairs:
