@@ -183,15 +183,17 @@ void ForwardSmall(const Geo &g, const float *__restrict x, const float *__restri
   for (int64_t ch = 0; ch < c; ++ch) {
     for (int64_t t = 0; t < taps; ++t) wt[t * c + ch] = w[ch * taps + t];
   }
-  ParallelFor(g.n, c * g.oh * g.ow * taps, [&](int64_t first, int64_t last) {
-    std::vector<float> xt(hp * wp * c), acc(c);
+  // work per image: the taps, and the transposed copy (one load and one store per padded element)
+  ParallelFor(g.n, c * (g.oh * g.ow * taps + hp * wp), [&](int64_t first, int64_t last) {
+    std::vector<float> xt(hp * wp * c, 0.0f), acc(c);  // the zero border is written once, never overwritten
+    const int64_t plane = g.h * g.w;
     for (int64_t n = first; n < last; ++n) {
-      std::fill(xt.begin(), xt.end(), 0.0f);
-      const float *xn = x + n * c * g.h * g.w;
-      for (int64_t ch = 0; ch < c; ++ch) {
-        for (int64_t r = 0; r < g.h; ++r) {
-          float *dst = xt.data() + ((r + g.ph) * wp + g.pw) * c + ch;
-          for (int64_t col = 0; col < g.w; ++col) dst[col * c] = xn[(ch * g.h + r) * g.w + col];
+      const float *xn = x + n * c * plane;
+      for (int64_t r = 0; r < g.h; ++r) {  // contiguous stores, loads `plane` apart (the image is in L1/L2)
+        for (int64_t col = 0; col < g.w; ++col) {
+          float *__restrict dst = xt.data() + ((r + g.ph) * wp + col + g.pw) * c;
+          const float *__restrict src = xn + r * g.w + col;
+          for (int64_t ch = 0; ch < c; ++ch) dst[ch] = src[ch * plane];
         }
       }
       float *yn = y + n * c * g.oh * g.ow;
